@@ -1,0 +1,41 @@
+using System.CommandLine;
+using System.Reflection;
+using QuantumPeft.Cli;
+
+QuantumPeft.Native.TorchNative.EnsureLoadable();
+
+var groups = new Dictionary<string, string>
+{
+    ["bench"] = "Benchmarks that write CSV and Markdown tables (not tests).",
+};
+
+var root = new RootCommand("qpeft: ultra parameter-efficient fine-tuning (Quantum-PEFT, LoRA) on TorchSharp.");
+var commands = typeof(ICliCommand).Assembly.GetTypes()
+    .Where(t => typeof(ICliCommand).IsAssignableFrom(t) && t is { IsAbstract: false, IsInterface: false })
+    .Select(t => (ICliCommand)Activator.CreateInstance(t)!)
+    .OrderBy(c => c.Parent ?? "").ToList();
+foreach (var c in commands)
+{
+    var cmd = c.Build();
+    if (c.Parent is null) { root.Subcommands.Add(cmd); continue; }
+    var group = root.Subcommands.FirstOrDefault(s => s.Name == c.Parent);
+    if (group is null)
+    {
+        group = new Command(c.Parent, groups.GetValueOrDefault(c.Parent, c.Parent));
+        root.Subcommands.Add(group);
+    }
+    group.Subcommands.Add(cmd);
+}
+
+// Errors become one clear line and a non-zero exit code; QPEFT_DEBUG=1 shows the stack trace.
+try
+{
+    return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+}
+catch (Exception e)
+{
+    var inner = e is TargetInvocationException { InnerException: { } ie } ? ie : e;
+    Console.Error.WriteLine($"error: {inner.Message}");
+    if (Environment.GetEnvironmentVariable("QPEFT_DEBUG") == "1") Console.Error.WriteLine(inner);
+    return 1;
+}

@@ -1,0 +1,32 @@
+using QuantumPeft.Native;
+using TorchSharp;
+
+namespace QuantumPeft.Tests.Native;
+
+public class TorchNativeTests
+{
+    [Fact]
+    public void TorchLoadsAndComputes()
+    {
+        using var a = torch.tensor(new float[] { 1, 2, 3, 4 }).reshape(2, 2);
+        using var b = a.matmul(a);
+        Assert.Equal(new float[] { 7, 10, 15, 22 }, b.data<float>().ToArray());
+    }
+
+    [Fact]
+    public void BuildOutputCopyIsAlreadyPatchedAndPatchIsIdempotent()
+    {
+        var path = Path.Combine(AppContext.BaseDirectory, "libLibTorchSharp.so");
+        Assert.True(File.Exists(path), $"expected {path}");
+        // After EnsureLoadable no strong GLIBCXX_3.4.3x requirement remains; a second patch changes nothing.
+        Assert.Empty(TorchNative.FindStrongRequirements(File.ReadAllBytes(path)));
+        Assert.Equal(0, TorchNative.PatchFile(path));
+    }
+
+    [Fact]
+    public void NonElfInputIsRejectedWithAMessage()
+    {
+        var e = Assert.Throws<InvalidDataException>(() => TorchNative.FindStrongRequirements(new byte[100]));
+        Assert.Contains("ELF", e.Message);
+    }
+}
