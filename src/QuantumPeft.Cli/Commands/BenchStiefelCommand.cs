@@ -16,14 +16,15 @@ public sealed class BenchStiefelCommand : ICliCommand
         var layers = new Option<int>("--layers") { Description = "Pauli layers L.", DefaultValueFactory = _ => 1 };
         var repeats = new Option<int>("--repeats") { Description = "Timed runs per cell (median reported).", DefaultValueFactory = _ => 5 };
         var warmup = new Option<int>("--warmup") { Description = "Untimed runs before timing.", DefaultValueFactory = _ => 1 };
-        var threads = new Option<int>("--threads") { Description = "Fixed torch thread count.", DefaultValueFactory = _ => 2 };
+        var threads = new Option<int>("--threads") { Description = "Fixed torch thread count.", DefaultValueFactory = _ => 1 };
         var maps = new Option<string>("--maps") { Description = "Comma-separated subset of: pauli, taylor, matrix_exp, cayley, householder, givens.", DefaultValueFactory = _ => "all" };
         var device = new Option<string>("--device") { Description = "Device: cpu, cuda, cuda:N.", DefaultValueFactory = _ => "cpu" };
         var maxDense = new Option<int>("--max-dense-n") { Description = "Skip the O(N^3) maps (matrix_exp, cayley) above this N.", DefaultValueFactory = _ => 4096 };
+        var maxCell = new Option<double>("--max-cell-seconds") { Description = "Skip a cell whose single run is predicted (from smaller N) to take longer.", DefaultValueFactory = _ => 120 };
         var outDir = new Option<string>("--out") { Description = "Output folder for stiefel.csv, stiefel.md, stiefel.png.", DefaultValueFactory = _ => "out/stiefel" };
 
         var cmd = new Command("stiefel", "Time forward + backward of each Stiefel map against N; write CSV, Markdown and a log-log PNG.");
-        foreach (var o in new Option[] { n, k, layers, repeats, warmup, threads, maps, device, maxDense, outDir }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { n, k, layers, repeats, warmup, threads, maps, device, maxDense, maxCell, outDir }) cmd.Options.Add(o);
         cmd.SetAction(parse =>
         {
             var ns = ParseInts(parse.GetValue(n)!, "--n");
@@ -46,11 +47,13 @@ public sealed class BenchStiefelCommand : ICliCommand
             if (dev.StartsWith("cuda", StringComparison.OrdinalIgnoreCase) && !torch.cuda.is_available())
                 throw new ArgumentException($"--device {dev}: CUDA is not available in this TorchSharp build.");
             var dir = parse.GetValue(outDir)!;
+            if (string.IsNullOrWhiteSpace(dir)) throw new ArgumentException("--out: an output folder is required.");
+            if (parse.GetValue(maxCell) <= 0) throw new ArgumentException($"--max-cell-seconds must be > 0, got {parse.GetValue(maxCell)}.");
 
             var settings = new StiefelBenchSettings
             {
                 Ns = ns, K = kv, Layers = lv, Repeats = rv, Warmup = wv, Maps = kinds, Device = dev,
-                MaxDenseN = parse.GetValue(maxDense),
+                MaxDenseN = parse.GetValue(maxDense), MaxCellSeconds = parse.GetValue(maxCell),
             };
             torch.set_num_threads(tv);
             Directory.CreateDirectory(dir);

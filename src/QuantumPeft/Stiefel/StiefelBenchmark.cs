@@ -26,7 +26,9 @@ public sealed record StiefelBenchSettings
     /// <summary>The O(N^3) maps (matrix_exp, cayley) are skipped above this N.</summary>
     public int MaxDenseN { get; init; } = 4096;
     /// <summary>When one warm-up run takes longer than this, it becomes the single (cold) measurement.</summary>
-    public double SlowRunSeconds { get; init; } = 10;
+    public double SlowRunSeconds { get; init; } = 5;
+    /// <summary>A cell whose run is predicted (from the same map at smaller N) to take longer than this is skipped.</summary>
+    public double MaxCellSeconds { get; init; } = 120;
 }
 
 /// <summary>One benchmark cell: median forward and backward time of one map at one N.</summary>
@@ -46,13 +48,16 @@ public static class StiefelBenchmark
     {
         var device = new Device(s.Device);
         var rows = new List<StiefelBenchRow>();
-        foreach (var n in s.Ns)
+        foreach (var n in s.Ns.Order())
         foreach (var kind in s.Maps)
         {
             var name = StiefelMaps.Name(kind);
-            if (IsDense(kind) && n > s.MaxDenseN)
+            string? why = null;
+            if (IsDense(kind) && n > s.MaxDenseN) why = $"{name} at N={n} skipped: O(N^3) map above --max-dense-n {s.MaxDenseN}";
+            else if (Predict(rows.Where(r => r.Map == name).ToList(), n, IsDense(kind) ? 3 : 2) is { } p && p > s.MaxCellSeconds)
+                why = string.Create(CultureInfo.InvariantCulture, $"{name} at N={n} skipped: one run predicted to take {p:0} s (extrapolated from smaller N) > --max-cell-seconds {s.MaxCellSeconds:0}");
+            if (why is not null)
             {
-                var why = $"{name} at N={n} skipped: O(N^3) map above --max-dense-n {s.MaxDenseN}";
                 skipped.Add(why);
                 log(why);
                 continue;
@@ -62,6 +67,22 @@ public static class StiefelBenchmark
             log($"{name,-12} N={n,6}  params={row.Params,7}  forward={Fmt(row.ForwardMs),10} ms  backward={Fmt(row.BackwardMs),10} ms  orth={row.OrthError:0.0E+00}  runs={row.Runs}");
         }
         return rows;
+    }
+
+    /// <summary>
+    /// Seconds one forward + backward run at N is expected to take, from the log-log slope of the same map's
+    /// two largest smaller cells (clamped to [1, 3]; one cell: the given exponent); null without data.
+    /// </summary>
+    internal static double? Predict(List<StiefelBenchRow> done, int n, double defaultExponent)
+    {
+        var prev = done.Where(r => r.N < n).OrderBy(r => r.N).TakeLast(2).ToList();
+        if (prev.Count == 0) return null;
+        double Sec(StiefelBenchRow r) => (r.ForwardMs + r.BackwardMs) / 1000;
+        var last = prev[^1];
+        double slope = prev.Count == 2 && Sec(prev[0]) > 0
+            ? Math.Clamp(Math.Log(Sec(last) / Sec(prev[0])) / Math.Log((double)last.N / prev[0].N), 1, 3)
+            : defaultExponent;
+        return Sec(last) * Math.Pow((double)n / last.N, slope);
     }
 
     static StiefelBenchRow Time(StiefelMapKind kind, int n, StiefelBenchSettings s, Device device)
@@ -169,7 +190,7 @@ public static class StiefelBenchmark
         sb.AppendLine();
         sb.AppendLine(
             string.Create(inv, $"Machine: {Environment.ProcessorCount} logical CPUs, {RuntimeInfo()}, device {s.Device}, torch threads {threads}; ") +
-            string.Create(inv, $"median of {s.Repeats} timed runs after {s.Warmup} warm-up (a cell whose warm-up took over {s.SlowRunSeconds:0} s is that single cold run); ") +
+            string.Create(inv, $"median of {s.Repeats} timed runs after {s.Warmup} warm-up (a cell whose warm-up took over {s.SlowRunSeconds:0} s is that single cold run; cells predicted over {s.MaxCellSeconds:0} s per run are skipped); ") +
             "parameters uniform random of training size (angles in +-pi, ||A||_F about 2).");
         var single = rows.Where(r => r.Runs == 1 && s.Repeats > 1).Select(r => $"{r.Map} N={r.N}").ToList();
         if (single.Count > 0) sb.AppendLine().AppendLine($"Single cold run: {string.Join(", ", single)}.");

@@ -2,6 +2,7 @@ using QuantumPeft.Stiefel;
 using TorchSharp;
 using static TorchSharp.torch;
 using static QuantumPeft.Tests.Stiefel.StiefelTestKit;
+using static QuantumPeft.Stiefel.StiefelBenchmark;
 
 namespace QuantumPeft.Tests.Stiefel;
 

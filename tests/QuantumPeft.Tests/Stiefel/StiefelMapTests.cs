@@ -2,6 +2,7 @@ using QuantumPeft.Stiefel;
 using TorchSharp;
 using static TorchSharp.torch;
 using static QuantumPeft.Tests.Stiefel.StiefelTestKit;
+using static QuantumPeft.Stiefel.StiefelBenchmark;
 
 namespace QuantumPeft.Tests.Stiefel;
 
@@ -84,7 +85,7 @@ public class StiefelMapTests
         using var scope = NewDisposeScope();
         const int k = 4;
         using var map = StiefelMaps.Create(n, k, Options(kind, 2, nonPow2), seed: 7);
-        Fill(map, RandomScale(kind, n, k), seed: n);
+        StiefelBenchmark.Randomize(map, seed: n);
         using var _ = no_grad();
         var u = map.Compute();
         Assert.Equal(new long[] { n, k }, u.shape);
@@ -120,7 +121,7 @@ public class StiefelMapTests
     {
         using var scope = NewDisposeScope();
         using var map = StiefelMaps.Create(40, 3, Options(kind, 2), seed: 2);
-        Fill(map, RandomScale(kind, 40, 3), seed: 4);
+        StiefelBenchmark.Randomize(map, seed: 4);
         map.to(ScalarType.Float64);
         Assert.All(map.parameters(), p => Assert.Equal(ScalarType.Float64, p.dtype));
         var u = map.Compute();

@@ -25,22 +25,4 @@ static class StiefelTestKit
             p.copy_(tensor(values, p.shape, p.dtype, p.device));
         }
     }
-
-    /// <summary>A magnitude per map that makes the parameters far from zero but the skew matrix of moderate norm.</summary>
-    public static double RandomScale(StiefelMapKind kind, int n, int k) => kind switch
-    {
-        StiefelMapKind.Pauli or StiefelMapKind.Givens => Math.PI,
-        StiefelMapKind.Householder => 1.0,
-        // ||A||_F about 2: E|x|^2 = scale^2 / 3 over about 2 N K entries.
-        _ => 2.0 * Math.Sqrt(3.0 / (2.0 * n * k)),
-    };
-
-    /// <summary>max |U^T U - I_K| computed in float64.</summary>
-    public static double OrthError(Tensor u)
-    {
-        using var scope = NewDisposeScope();
-        var d = u.to(ScalarType.Float64);
-        var g = d.t().matmul(d) - eye(u.shape[1], dtype: ScalarType.Float64);
-        return g.abs().max().item<double>();
-    }
 }
