@@ -51,6 +51,9 @@ public class StiefelMapTests
         Assert.Equal(new[] { 2, 2, 2, 2, 2, 2, 2, 2, 3 }, PauliMaps.Dimensions(768, "auto"));
         Assert.Equal(new[] { 2, 2, 2, 5, 5, 5 }, PauliMaps.Dimensions(1000, "qudit"));
         Assert.Null(PauliMaps.Dimensions(1000, "auto"));
+        // 1000 = 512 + 256 + 128 + 64 + 40 (40 = 2^3 * 5): circuits 25 + 22 + 19 + 16 + 16, plus 4 x 4 mixing angles.
+        Assert.Equal(114, StiefelMaps.CountParameters(1000, 4, o));
+        Assert.Equal(40, StiefelMaps.CountParameters(1000, 4, o with { NonPowerOfTwo = "qudit" }));
         Assert.Null(PauliMaps.Dimensions(1009, "auto"));
         // Qudit circuits: (2L+1) log2 N - 2L plus one extra angle per extra level of the odd qudit.
         foreach (var n in new[] { 384, 768, 3072, 14336 })
