@@ -130,7 +130,7 @@ public sealed class PauliCircuitMap : StiefelMap
         foreach (var step in steps)
         {
             if (step.Signs is { } signs) { x = x * signs.Get(theta.device, theta.dtype); continue; }
-            var mats = new Tensor[step.QuditCount];
+            Tensor[] mats;
             if (dims.Skip(step.FirstQudit).Take(step.QuditCount).All(d => d == 2))
             {
                 // All qubits: every 2x2 RY of the layer from one stack.
@@ -141,6 +141,7 @@ public sealed class PauliCircuitMap : StiefelMap
             }
             else
             {
+                mats = new Tensor[step.QuditCount];
                 for (int j = 0; j < step.QuditCount; j++)
                 {
                     int d = dims[step.FirstQudit + j];

@@ -13,6 +13,9 @@ public static class StiefelMaps
     public static IReadOnlyList<StiefelMapKind> All { get; } = Names.Select(p => p.Kind).ToArray();
 
     /// <summary>Builds an N x K map in float32 on the CPU (move it with <c>.to(device)</c> / <c>.to(dtype)</c>).</summary>
+    /// <param name="n">Rows N (at least 2).</param>
+    /// <param name="k">Columns K (1..N).</param>
+    /// <param name="options">Which map and its settings.</param>
     /// <param name="seed">Seed of the uniform initialisation; null draws a fresh one.</param>
     public static StiefelMap Create(int n, int k, StiefelMapOptions options, long? seed = null)
     {

@@ -49,7 +49,7 @@ public class GradientAndValidationTests
             }
         }
         Assert.True(worst < 1e-6, $"{kind} N={n}: max |autograd - finite difference| = {worst:E2}");
-        Assert.True(map.parameters().Any(p => p.grad!.abs().max().item<double>() > 1e-3));
+        Assert.Contains(map.parameters(), p => p.grad!.abs().max().item<double>() > 1e-3);
     }
 
     public static IEnumerable<object[]> BadArguments()
