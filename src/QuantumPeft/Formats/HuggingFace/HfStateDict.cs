@@ -98,10 +98,7 @@ public static class HfStateDict
         bool modelHasPrefix = modelNames.Any(n => n.StartsWith(basePrefix, StringComparison.Ordinal));
         bool checkpointHasPrefix = renamed.Any(p => p.Name.StartsWith(basePrefix, StringComparison.Ordinal));
         if (modelHasPrefix && !checkpointHasPrefix)
-        {
-            var model = modelNames.ToHashSet();
-            return renamed.Select(p => model.Contains(basePrefix + p.Name) ? (p.Original, basePrefix + p.Name) : p).ToList();
-        }
+            return renamed.Select(p => (p.Original, basePrefix + p.Name)).ToList();
         if (!modelHasPrefix && checkpointHasPrefix)
             return renamed.Select(p => p.Name.StartsWith(basePrefix, StringComparison.Ordinal) ? (p.Original, p.Name[basePrefix.Length..]) : p).ToList();
         return renamed;

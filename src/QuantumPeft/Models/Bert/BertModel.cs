@@ -259,7 +259,8 @@ internal static class BertInit
     {
         using var noGrad = no_grad();
         using var generator = new Generator((ulong)seed, CPU);
-        foreach (var (name, module) in root.named_modules())
+        // named_modules() leaves out the root itself, which may be the very layer to initialise (a classifier head).
+        foreach (var (name, module) in root.named_modules().Prepend(("", root)))
         {
             switch (module)
             {
