@@ -12,7 +12,7 @@ public sealed class EmbedCommand : ICliCommand
 {
     public Command Build()
     {
-        var sentences = new Argument<string[]>("sentences") { Description = "Two or more sentences to compare.", Arity = ArgumentArity.OneOrMore };
+        var sentences = new Argument<string[]>("sentences") { Description = "The sentences to compare.", Arity = ArgumentArity.OneOrMore };
         var model = new Option<string>("--model") { Description = "minilm (bundled all-MiniLM-L6-v2) or a path to a Hugging Face BERT folder.", DefaultValueFactory = _ => "minilm" };
         var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N.", DefaultValueFactory = _ => "cpu" };
         var maxLength = new Option<int>("--max-length") { Description = "Tokens per sentence at most (with [CLS] and [SEP]).", DefaultValueFactory = _ => 256 };
@@ -27,8 +27,9 @@ public sealed class EmbedCommand : ICliCommand
             if (texts.Length == 0) throw new ArgumentException("give at least one sentence.");
             var dev = ParseDevice(parse.GetValue(device)!);
             var folder = ModelResolver.Resolve(parse.GetValue(model)!);
-            var encoderText = BertTextEncoder.FromFolder(folder);
+            // The model first: an unsupported architecture should be the error, not a missing vocab.txt.
             using var encoder = BertForSentenceEmbedding.FromPretrained(folder, normalize: true, device: dev);
+            var encoderText = BertTextEncoder.FromFolder(folder);
             encoder.eval();
 
             using var noGrad = no_grad();

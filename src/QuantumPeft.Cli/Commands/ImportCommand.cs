@@ -21,10 +21,9 @@ public sealed class ImportCommand : ICliCommand
             if (!ModelResolver.MiniLmAliases.Contains(name, StringComparer.OrdinalIgnoreCase))
                 throw new ArgumentException($"unknown bundled model '{name}' (available: minilm).");
             var result = BundledModels.ImportMiniLm(parse.GetValue(output)!, parse.GetValue(force));
-            var constants = result.Accounting.Count(a => !a.Value.Contains('.') || a.Value.StartsWith("graph constant") || a.Value.StartsWith("buffer"));
             Console.WriteLine($"wrote {result.Folder}");
             Console.WriteLine($"  {result.Tensors} tensors, {result.Parameters:N0} parameters (Hugging Face names and shapes)");
-            Console.WriteLine($"  {result.Accounting.Count} ONNX initializers: {result.Accounting.Count - constants} weights, {constants} graph constants / buffers, none left over");
+            Console.WriteLine($"  {result.Accounting.Count} ONNX initializers: {result.Tensors} weights, {result.Accounting.Count - result.Tensors} graph constants / buffers, none left over");
             return 0;
         });
         return cmd;

@@ -58,6 +58,7 @@ public static class BundledModels
     public static ModelImportResult ImportMiniLm(string outFolder, bool overwrite = false)
     {
         outFolder = Path.GetFullPath(outFolder);
+        if (File.Exists(outFolder)) throw new IOException($"'{outFolder}' is a file; the import writes a folder (choose another --out).");
         if (Directory.Exists(outFolder) && Directory.EnumerateFileSystemEntries(outFolder).Any() && !overwrite)
             throw new IOException($"'{outFolder}' already exists and is not empty (choose another --out or pass --force to replace it).");
         var parent = Path.GetDirectoryName(outFolder)!;
