@@ -45,7 +45,7 @@ public static class BundledModels
         var folder = MiniLmCacheFolder;
         lock (Gate)
         {
-            if (!IsCurrentImport(folder)) ImportMiniLm(folder, overwrite: true);
+            if (!IsCurrentImport(folder)) Import(folder, overwrite: true, keepCurrent: true);
         }
         return folder;
     }
@@ -55,7 +55,11 @@ public static class BundledModels
     /// folder, verified by loading it back, then renamed into place. An existing non-empty folder is replaced only
     /// when <paramref name="overwrite"/> is set.
     /// </summary>
-    public static ModelImportResult ImportMiniLm(string outFolder, bool overwrite = false)
+    public static ModelImportResult ImportMiniLm(string outFolder, bool overwrite = false) => Import(outFolder, overwrite, keepCurrent: false);
+
+    // keepCurrent: another process may finish the same cache import while this one works; its folder is as good
+    // as ours and may be in use, so it stays.
+    static ModelImportResult Import(string outFolder, bool overwrite, bool keepCurrent)
     {
         outFolder = Path.GetFullPath(outFolder);
         if (File.Exists(outFolder)) throw new IOException($"'{outFolder}' is a file; the import writes a folder (choose another --out).");
@@ -68,7 +72,7 @@ public static class BundledModels
         try
         {
             var result = WriteMiniLm(temp);
-            Replace(temp, outFolder);
+            if (!(keepCurrent && IsCurrentImport(outFolder))) Replace(temp, outFolder);
             return result with { Folder = outFolder };
         }
         finally
@@ -142,7 +146,7 @@ public static class BundledModels
         catch (JsonException) { return false; }
     }
 
-    // Rename into place. Another process may have finished the same import meanwhile: its folder is as good as ours.
+    // Rename into place; an old folder is moved aside first, then deleted.
     static void Replace(string temp, string target)
     {
         if (Directory.Exists(target))

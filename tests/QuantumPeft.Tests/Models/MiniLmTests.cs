@@ -1,5 +1,7 @@
 using System.Text.Json;
 using Microsoft.ML.OnnxRuntime;
+using Google.Protobuf;
+using QuantumPeft.Formats.Onnx;
 using QuantumPeft.Models;
 using QuantumPeft.Models.Bert;
 using Xunit.Abstractions;
@@ -85,5 +87,22 @@ public sealed class MiniLmTests(MiniLmFixture minilm, ITestOutputHelper output)
         output.WriteLine($"paraphrase {paraphrase:F3}, unrelated {unrelated:F3}");
         Assert.True(paraphrase > 0.6f, $"paraphrase similarity {paraphrase}");
         Assert.True(Math.Abs(unrelated) < 0.15f, $"unrelated similarity {unrelated}");
+    }
+
+    [Fact]
+    public void AnInitializerThatIsNeitherWeightNorConstantFailsTheImport()
+    {
+        Onnx.ModelProto model;
+        using (var stream = BundledModels.OpenMiniLmOnnx()) model = Onnx.ModelProto.Parser.ParseFrom(stream);
+        var stray = new Onnx.TensorProto { Name = "stray_tensor", DataType = (int)Onnx.TensorProto.Types.DataType.Float };
+        stray.Dims.Add(2);
+        stray.FloatData.Add([1f, 2f]);
+        model.Graph.Initializer.Add(stray);
+        using var modified = new MemoryStream(model.ToByteArray());
+        var e = Assert.Throws<InvalidDataException>(() => OnnxBertReader.Read(modified));
+        Assert.Contains("stray_tensor [2] used by nothing", e.Message);
+
+        using var garbage = new MemoryStream([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        Assert.Throws<InvalidDataException>(() => OnnxBertReader.Read(garbage));
     }
 }

@@ -242,6 +242,22 @@ public sealed class HfBertLoaderTests : IDisposable
         Assert.False(File.Exists(Path.Combine(folder, "model.safetensors.index.json")));
     }
 
+    [Fact]
+    public void SentenceEncoderLoadsWithoutPoolerAndGivesUnitVectors()
+    {
+        var (original, folder) = SavedBase("sentence");
+        var messages = new List<string>();
+        using var encoder = BertForSentenceEmbedding.FromPretrained(folder);
+        Assert.False(encoder.Bert.HasPooler);
+        var (ids, mask, types) = TinyBert.Batch();
+        encoder.eval();
+        using var embeddings = encoder.call(ids, mask, types);
+        Assert.Equal(new long[] { 2, 16 }, embeddings.shape);
+        Assert.True((embeddings.norm(1) - 1).abs().max().item<float>() < 1e-5);
+        using var expected = BertPooling.Normalize(BertPooling.MeanPool(Hidden(original), mask));
+        Assert.True(TinyBert.MaxAbsDiff(expected, embeddings) < 1e-6);
+    }
+
     sealed class DisposableDict(Dictionary<string, Tensor> tensors) : IDisposable
     {
         public Dictionary<string, Tensor> Tensors { get; } = tensors;
