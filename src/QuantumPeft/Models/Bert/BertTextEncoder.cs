@@ -69,7 +69,8 @@ public sealed class BertTextEncoder
             RemoveNonSpacingMarks = stripAccents ?? lowerCase,
             IndividuallyTokenizeCjk = tokenizeChineseChars,
         };
-        return new BertTextEncoder(BertTokenizer.Create(vocabPath, options), lowerCase);
+        try { return new BertTextEncoder(BertTokenizer.Create(vocabPath, options), lowerCase); }
+        catch (ArgumentException e) { throw new InvalidDataException($"'{vocabPath}' is not a usable BERT vocabulary: {e.Message}", e); }
     }
 
     /// <summary>The WordPiece ids of one text, without [CLS] / [SEP], at most <paramref name="maxTokens"/> of them.</summary>

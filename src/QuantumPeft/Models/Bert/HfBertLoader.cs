@@ -68,7 +68,18 @@ public static class HfBertLoader
     public static void Save(string folder, BertModel model, string? copyTokenizerFrom = null, long? maxShardBytes = null)
     {
         var config = WithExtra(model.Config, new() { ["architectures"] = new[] { "BertModel" } });
-        HfFolderWriter.Write(folder, config.ToJson(), model.state_dict(), maxShardBytes, copyTokenizerFrom);
+        Save(folder, config, model.state_dict(), copyTokenizerFrom, maxShardBytes);
+    }
+
+    /// <summary>
+    /// Writes any state dict with Hugging Face names (e.g. after merging adapters into the base weights) and its config
+    /// as a model folder; <paramref name="copyTokenizerFrom"/> names a folder whose vocab.txt and tokenizer files come along.
+    /// </summary>
+    public static void Save(string folder, BertConfig config, IReadOnlyDictionary<string, Tensor> stateDict,
+        string? copyTokenizerFrom = null, long? maxShardBytes = null)
+    {
+        config.Validate("config");
+        HfFolderWriter.Write(folder, config.ToJson(), stateDict, maxShardBytes, copyTokenizerFrom);
     }
 
     /// <summary>Saves a classifier as a task checkpoint folder (names bert.*, classifier.*) that transformers can read.</summary>
@@ -84,7 +95,7 @@ public static class HfBertLoader
             ["qpeft_head"] = model.Head,
         };
         if (model.NumLabels == 1) extra["problem_type"] = "regression";
-        HfFolderWriter.Write(folder, WithExtra(model.Config, extra).ToJson(), model.state_dict(), maxShardBytes, copyTokenizerFrom);
+        Save(folder, WithExtra(model.Config, extra), model.state_dict(), copyTokenizerFrom, maxShardBytes);
     }
 
     static BertConfig WithExtra(BertConfig config, Dictionary<string, object> values)

@@ -243,6 +243,24 @@ public sealed class HfBertLoaderTests : IDisposable
     }
 
     [Fact]
+    public void AStateDictWritesWithItsConfigAndTheSourceTokenizerFiles()
+    {
+        var (original, source) = SavedBase("with-vocab");
+        File.WriteAllText(Path.Combine(source, "vocab.txt"), "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n");
+        File.WriteAllText(Path.Combine(source, "tokenizer_config.json"), """{"do_lower_case": false}""");
+        var folder = Folder("copy");
+        HfBertLoader.Save(folder, original.Config, original.state_dict(), copyTokenizerFrom: source);
+        Assert.Equal(File.ReadAllText(Path.Combine(source, "vocab.txt")), File.ReadAllText(Path.Combine(folder, "vocab.txt")));
+        Assert.False(BertTextEncoder.FromFolder(folder).LowerCase);
+        Assert.Equal(0.0, TinyBert.MaxAbsDiff(Hidden(original), Hidden(HfBertLoader.LoadModel(folder))));
+        Assert.Empty(Directory.GetFiles(folder, "*.tmp"));
+
+        File.WriteAllText(Path.Combine(folder, "vocab.txt"), "[PAD]\nhello\n");
+        var e = Assert.Throws<InvalidDataException>(() => BertTextEncoder.FromFolder(folder));
+        Assert.Contains("vocab.txt", e.Message);
+    }
+
+    [Fact]
     public void SentenceEncoderLoadsWithoutPoolerAndGivesUnitVectors()
     {
         var (original, folder) = SavedBase("sentence");

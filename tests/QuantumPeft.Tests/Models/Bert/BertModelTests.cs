@@ -110,6 +110,9 @@ public sealed class BertModelTests
         using var model = new BertForSequenceClassification(TinyBert.Config(), labels, head);
         Assert.Equal(head == "pooler", model.state_dict().ContainsKey("bert.pooler.dense.weight"));
         Assert.Contains("classifier.weight", model.state_dict().Keys);
+        // Hugging Face's initialisation for the new head too: normal(0, 0.02) weights, zero bias.
+        Assert.Equal(0.0, model.state_dict()["classifier.bias"].abs().sum().item<float>());
+        Assert.InRange(model.state_dict()["classifier.weight"].abs().max().item<float>(), 0.001, 0.1);
         var (ids, mask, types) = TinyBert.Batch();
         using var logits = model.call(ids, mask, types);
         Assert.Equal(new long[] { 2, labels }, logits.shape);
