@@ -68,7 +68,7 @@ public sealed class BertSelfAttention : nn.Module<Tensor, Tensor?, Tensor>
     public override Tensor forward(Tensor hidden, Tensor? additiveMask)
     {
         long batch = hidden.shape[0], length = hidden.shape[1];
-        Tensor SplitHeads(Tensor x) => x.view(batch, length, heads, headSize).transpose(1, 2);
+        Tensor SplitHeads(Tensor x) => x.reshape(batch, length, heads, headSize).transpose(1, 2);
         var q = SplitHeads(query.call(hidden));
         var k = SplitHeads(key.call(hidden));
         var v = SplitHeads(value.call(hidden));
