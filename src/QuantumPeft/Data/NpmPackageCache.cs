@@ -18,7 +18,11 @@ public static class NpmPackageCache
     /// The folder holding the extracted package (its files under <c>package/</c>), fetching it first if needed.
     /// <paramref name="keep"/> selects which archive paths (e.g. "package/data/x.json") to extract; null keeps all.
     /// </summary>
-    public static string Ensure(string package, string version, Func<string, bool>? keep = null)
+    public static string Ensure(string package, string version, Func<string, bool>? keep = null) =>
+        Ensure(package, version, keep, "npm");
+
+    /// <summary>As above, with the npm executable named (tests use it to simulate a missing or failing client).</summary>
+    internal static string Ensure(string package, string version, Func<string, bool>? keep, string npmExecutable)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(package);
         ArgumentException.ThrowIfNullOrWhiteSpace(version);
@@ -31,7 +35,7 @@ public static class NpmPackageCache
         Directory.CreateDirectory(work);
         try
         {
-            var tgz = RunNpmPack(spec, work);
+            var tgz = RunNpmPack(npmExecutable, spec, work);
             var extracted = Path.Combine(work, "extracted");
             ExtractTgz(tgz, extracted, keep);
             File.WriteAllText(Path.Combine(extracted, CompleteMarker), $"{spec}\n{DateTime.UtcNow:O}\n");
@@ -47,10 +51,10 @@ public static class NpmPackageCache
         }
     }
 
-    static string RunNpmPack(string spec, string workDir)
+    static string RunNpmPack(string npm, string spec, string workDir)
     {
-        var command = $"npm pack {spec}";
-        var psi = new ProcessStartInfo("npm")
+        var command = $"{npm} pack {spec}";
+        var psi = new ProcessStartInfo(npm)
         {
             WorkingDirectory = workDir,
             RedirectStandardOutput = true,
