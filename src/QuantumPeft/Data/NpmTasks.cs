@@ -54,7 +54,7 @@ public static class NpmTasks
         {
             var path = Path.Combine(dir, "package", "test", "fixtures", source + ".json");
             if (!File.Exists(path)) throw new FileNotFoundException($"The sentiment package has no '{source}.json' at {path}; delete {dir} to fetch it again.", path);
-            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            using var doc = ParseJson(path, dir);
             int index = 0;
             foreach (var item in doc.RootElement.EnumerateArray())
             {
@@ -86,7 +86,7 @@ public static class NpmTasks
             float label = group!.StartsWith("spam", StringComparison.Ordinal) ? 1 : 0;
             foreach (var file in Directory.GetFiles(Path.Combine(dataDir, group), "*.json").Order(StringComparer.Ordinal))
             {
-                using var doc = JsonDocument.Parse(File.ReadAllText(file));
+                using var doc = ParseJson(file, dir);
                 if (!doc.RootElement.TryGetProperty("text", out var t) || t.ValueKind != JsonValueKind.String)
                     throw new InvalidDataException($"{file}: expected an object with a string \"text\" (the RFC-822 message).");
                 all.Add(new TextExample(MessageBody(t.GetString()!, SpamMaxChars), null, label));
@@ -95,6 +95,15 @@ public static class NpmTasks
         if (all.Count == 0) throw new InvalidDataException($"No e-mails found under {dataDir}; delete {dir} to fetch it again.");
         var (train, validation, test) = DataSplits.Stratified(all, SplitSeed, TrainFraction, ValidationFraction);
         return new TextTask("spam", train, validation, test, 2, ["ham", "spam"], ["accuracy", "f1"], "accuracy");
+    }
+
+    static JsonDocument ParseJson(string path, string packageDir)
+    {
+        try { return JsonDocument.Parse(File.ReadAllText(path)); }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path} is not valid JSON ({e.Message}); delete {packageDir} to fetch the package again.", e);
+        }
     }
 
     /// <summary>The body of an RFC-822 message (after the first blank line), trimmed and cut to <paramref name="maxChars"/>.</summary>

@@ -26,7 +26,7 @@ public static class TrainingPlot
         plot.Title($"{task}: training loss and validation {mainMetric}");
         plot.Axes.Bottom.Label.Text = "optimiser step";
         plot.Axes.Left.Label.Text = "training loss";
-        plot.ShowLegend();
+        plot.ShowLegend(ScottPlot.Alignment.UpperCenter);
         var tmp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".tmp-{Guid.NewGuid():N}.png");
         plot.SavePng(tmp, 900, 520);
         File.Move(tmp, path, overwrite: true);
