@@ -1,4 +1,5 @@
 using System.Text.Json;
+using QuantumPeft.Formats.Safetensors;
 using System.Text.Json.Serialization;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -28,9 +29,9 @@ internal sealed record TrainerState
 }
 
 /// <summary>
-/// Checkpoint folder DIR/checkpoint: trainer_state.json, trainable.bin (trainable tensors), best.bin (keep-best
-/// tensors) and optimizer.bin (AdamW moments, TorchSharp's format). Written into a temporary folder, then swapped
-/// in by rename, so a crash leaves either the old or the new checkpoint, never a half-written one.
+/// Checkpoint folder DIR/checkpoint: trainer_state.json, trainable.safetensors (trainable tensors),
+/// best.safetensors (keep-best tensors) and optimizer.bin (AdamW moments, TorchSharp's own format). Written
+/// into a temporary folder, then swapped in by rename, so a crash leaves either the old or the new checkpoint, never a half-written one.
 /// </summary>
 internal static class TrainingCheckpoint
 {
@@ -41,8 +42,8 @@ internal static class TrainingCheckpoint
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
-    const string Folder = "checkpoint", StateFile = "trainer_state.json", TrainableFile = "trainable.bin",
-        BestFile = "best.bin", OptimizerFile = "optimizer.bin";
+    const string Folder = "checkpoint", StateFile = "trainer_state.json", TrainableFile = "trainable.safetensors",
+        BestFile = "best.safetensors", OptimizerFile = "optimizer.bin";
 
     public static string PathIn(string outputDir) => Path.Combine(outputDir, Folder);
 
@@ -52,8 +53,8 @@ internal static class TrainingCheckpoint
         Directory.CreateDirectory(outputDir);
         var tmp = Path.Combine(outputDir, $"{Folder}.tmp-{Guid.NewGuid():N}");
         Directory.CreateDirectory(tmp);
-        WriteTensors(Path.Combine(tmp, TrainableFile), trainable);
-        if (best is not null) WriteTensors(Path.Combine(tmp, BestFile), best);
+        SafetensorsFile.Write(Path.Combine(tmp, TrainableFile), trainable);
+        if (best is not null) SafetensorsFile.Write(Path.Combine(tmp, BestFile), best);
         optimizer.save_state_dict(Path.Combine(tmp, OptimizerFile));
         File.WriteAllText(Path.Combine(tmp, StateFile), JsonSerializer.Serialize(state, Json));
 
@@ -84,45 +85,10 @@ internal static class TrainingCheckpoint
         TrainerState state;
         try { state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath), Json) ?? throw new InvalidDataException("null"); }
         catch (JsonException e) { throw new InvalidDataException($"Checkpoint state '{statePath}' is not valid JSON: {e.Message}", e); }
-        var trainable = ReadTensors(Path.Combine(dir, TrainableFile));
+        var trainable = SafetensorsFile.Read(Path.Combine(dir, TrainableFile));
         var bestPath = Path.Combine(dir, BestFile);
-        var best = File.Exists(bestPath) ? ReadTensors(bestPath) : null;
+        var best = File.Exists(bestPath) ? SafetensorsFile.Read(bestPath) : null;
         optimizer.load_state_dict(Path.Combine(dir, OptimizerFile));
         return (state, trainable, best);
-    }
-
-    const string Magic = "QPEFT-TENSORS-1";
-
-    /// <summary>A flat name -> tensor file: a magic string, a count, then (name, TorchSharp tensor record) pairs.</summary>
-    internal static void WriteTensors(string path, IReadOnlyDictionary<string, Tensor> tensors)
-    {
-        var tmp = path + ".tmp";
-        using (var writer = new BinaryWriter(File.Create(tmp)))
-        {
-            writer.Write(Magic);
-            writer.Write(tensors.Count);
-            foreach (var (name, tensor) in tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-            {
-                writer.Write(name);
-                using var cpu = tensor.detach().cpu().contiguous();
-                cpu.Save(writer);
-            }
-        }
-        File.Move(tmp, path, overwrite: true);
-    }
-
-    internal static Dictionary<string, Tensor> ReadTensors(string path)
-    {
-        if (!File.Exists(path)) throw new FileNotFoundException($"Checkpoint tensor file '{path}' is missing.", path);
-        using var reader = new BinaryReader(File.OpenRead(path));
-        if (reader.ReadString() != Magic) throw new InvalidDataException($"'{path}' is not a QuantumPeft tensor file (expected '{Magic}').");
-        int count = reader.ReadInt32();
-        var result = new Dictionary<string, Tensor>(count);
-        for (int i = 0; i < count; i++)
-        {
-            var name = reader.ReadString();
-            result[name] = Tensor.Load(reader);
-        }
-        return result;
     }
 }

@@ -127,7 +127,7 @@ public sealed class TrainerTests(ITestOutputHelper output) : IDisposable
         // The epoch-1 checkpoint (step 20) is intact and finite, and a resumed healthy run completes from it.
         using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "checkpoint", "trainer_state.json"))))
             Assert.Equal(20, doc.RootElement.GetProperty("step").GetInt32());
-        var saved = TrainingCheckpoint.ReadTensors(Path.Combine(dir, "checkpoint", "trainable.bin"));
+        var saved = QuantumPeft.Formats.Safetensors.SafetensorsFile.Read(Path.Combine(dir, "checkpoint", "trainable.safetensors"));
         Assert.All(saved.Values, t => Assert.True(t.isfinite().all().item<bool>()));
         var result = new Trainer(new HashedBagOfWords(task.NumLabels, seed: 5), task, Options(dir) with { Resume = true }).Run();
         Assert.Equal(40, result.Steps);
