@@ -98,13 +98,13 @@ public sealed class Trainer
         int step = state.Step, epoch = state.Epoch, batchStart = state.BatchInEpoch, epochsDone = state.EpochsDone;
         double? bestMetric = state.BestMetric;
         int bestEpoch = state.BestEpoch;
-        var clock = Stopwatch.StartNew();
+        // Times optimiser steps only (not evaluations or checkpoints): throughput and ETA are about training.
+        var clock = new Stopwatch();
         long examplesSeen = 0;
         int stepsThisProcess = 0;
         double windowLoss = 0;
         int windowSteps = 0;
         double lastLoss = double.NaN;
-        bool evaluated = false;
 
         TrainerState Snapshot(int nextEpoch, int nextBatch) => state with
         {
@@ -127,12 +127,13 @@ public sealed class Trainer
             for (int b = batchStart; b < stepsPerEpoch && step < totalSteps; b++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var batch = order.Skip(b * o.BatchSize).Take(o.BatchSize).Select(i => _task.Train[i]).ToList();
+                var batch = order[(b * o.BatchSize)..Math.Min(order.Length, (b + 1) * o.BatchSize)].Select(i => _task.Train[i]).ToList();
                 var factor = LinearSchedule.Factor(step, warmup, totalSteps);
                 for (int g = 0; g < groups.Count; g++) lrControllers[g].LearningRate = groups[g].Lr * factor;
                 torch.manual_seed(SeededOrder.Derive(o.Seed, 1_000_000L + step));
 
                 double lossValue;
+                clock.Start();
                 using (var scope = torch.NewDisposeScope())
                 {
                     optimizer.zero_grad();
@@ -144,6 +145,7 @@ public sealed class Trainer
                     if (o.MaxGradNorm > 0) nn.utils.clip_grad_norm_(allParams, o.MaxGradNorm);
                     optimizer.step();
                 }
+                clock.Stop();
                 step++;
                 stepsThisProcess++;
                 examplesSeen += batch.Count;
@@ -166,7 +168,6 @@ public sealed class Trainer
             if (o.EvaluateEachEpoch || step >= totalSteps || epoch == o.Epochs)
             {
                 var metrics = EvaluateAndLog("validation", _task.Validation, step, epoch, Log);
-                evaluated = true;
                 var value = metrics[_task.MainMetric];
                 if (bestMetric is null || value > bestMetric)
                 {
@@ -180,7 +181,7 @@ public sealed class Trainer
         var trainSeconds = clock.Elapsed.TotalSeconds;
 
         if (o.KeepBest && best is not null) _model.LoadTrainableState(best);
-        if (!evaluated && bestMetric is null)
+        if (bestMetric is null) // only when resuming a finished run whose checkpoint predates any evaluation
             bestMetric = EvaluateAndLog("validation", _task.Validation, step, epochsDone, Log)[_task.MainMetric];
         var testMetrics = EvaluateAndLog("test", _task.Test, step, epochsDone, Log);
         if (best is not null) foreach (var t in best.Values) t.Dispose();
@@ -215,7 +216,7 @@ public sealed class Trainer
             for (int start = 0; start < examples.Count; start += batchSize)
             {
                 using var scope = torch.NewDisposeScope();
-                var batch = examples.Skip(start).Take(batchSize).ToList();
+                var batch = Enumerable.Range(start, Math.Min(batchSize, examples.Count - start)).Select(i => examples[i]).ToList();
                 var logits = _model.Forward(batch);
                 var predicted = _task.IsRegression ? logits.reshape(-1) : logits.argmax(-1);
                 var values = predicted.to_type(ScalarType.Float32).cpu().data<float>().ToArray();

@@ -29,7 +29,7 @@ public sealed record TrainingLogEntry(
 /// <param name="TestMetricName">Name of the headline test metric (the main metric).</param>
 /// <param name="TestMetric">Headline test value.</param>
 /// <param name="TestMetrics">Every metric of the task on the test split.</param>
-/// <param name="TrainSeconds">Wall-clock seconds spent in training steps (this process only, on resume).</param>
+/// <param name="TrainSeconds">Wall-clock seconds spent in optimiser steps, evaluations and checkpoints excluded (this process only, on resume).</param>
 /// <param name="ExamplesPerSecond">Training throughput of this process.</param>
 /// <param name="Steps">Optimiser steps of the whole run.</param>
 /// <param name="Epochs">Epochs of the whole run (an epoch cut short by MaxSteps counts).</param>
