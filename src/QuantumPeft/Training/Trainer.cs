@@ -60,7 +60,7 @@ public sealed class Trainer
         var groups = new List<(IReadOnlyList<Parameter> Params, double Lr)>();
         if (_model.AdapterParameters.Count > 0) groups.Add((_model.AdapterParameters, o.AdapterLearningRate));
         if (_model.HeadParameters.Count > 0) groups.Add((_model.HeadParameters, o.HeadLearningRate));
-        var optimizer = optim.AdamW(
+        using var optimizer = optim.AdamW(
             groups.Select(g => new AdamW.ParamGroup(g.Params, new AdamW.Options { LearningRate = g.Lr, weight_decay = o.WeightDecay })),
             lr: groups[0].Lr, weight_decay: o.WeightDecay);
         var lrControllers = optimizer.ParamGroups.ToList();
@@ -100,6 +100,7 @@ public sealed class Trainer
         int bestEpoch = state.BestEpoch;
         // Times optimiser steps only (not evaluations or checkpoints): throughput and ETA are about training.
         var clock = new Stopwatch();
+        bool onCuda = _model.Device.type == DeviceType.CUDA;
         long examplesSeen = 0;
         int stepsThisProcess = 0;
         double windowLoss = 0;
@@ -130,7 +131,9 @@ public sealed class Trainer
                 var batch = order[(b * o.BatchSize)..Math.Min(order.Length, (b + 1) * o.BatchSize)].Select(i => _task.Train[i]).ToList();
                 var factor = LinearSchedule.Factor(step, warmup, totalSteps);
                 for (int g = 0; g < groups.Count; g++) lrControllers[g].LearningRate = groups[g].Lr * factor;
-                torch.manual_seed(SeededOrder.Derive(o.Seed, 1_000_000L + step));
+                var stepSeed = SeededOrder.Derive(o.Seed, 1_000_000L + step);
+                torch.manual_seed(stepSeed);
+                if (onCuda) torch.cuda.manual_seed_all(stepSeed);
 
                 double lossValue;
                 clock.Start();
@@ -181,8 +184,6 @@ public sealed class Trainer
         var trainSeconds = clock.Elapsed.TotalSeconds;
 
         if (o.KeepBest && best is not null) _model.LoadTrainableState(best);
-        if (bestMetric is null) // only when resuming a finished run whose checkpoint predates any evaluation
-            bestMetric = EvaluateAndLog("validation", _task.Validation, step, epochsDone, Log)[_task.MainMetric];
         var testMetrics = EvaluateAndLog("test", _task.Test, step, epochsDone, Log);
         if (best is not null) foreach (var t in best.Values) t.Dispose();
 
