@@ -166,6 +166,33 @@ public sealed class TrainerTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void MaxSteps_cuts_the_run_and_lays_the_schedule_over_it()
+    {
+        var task = SentimentSlice();
+        var reports = new List<TrainingProgress>();
+        var options = Options(Path.Combine(_dir, "max")) with { MaxSteps = 7, WarmupSteps = 2 };
+        var result = new Trainer(new HashedBagOfWords(2, 1), task, options, new SyncProgress(reports.Add)).Run();
+        Assert.Equal(7, result.Steps);
+        Assert.Equal(1, result.Epochs);
+        // lr = 0.05 x factor(step): 0.025, 0.05, then (7 - s) / 5 x 0.05 for s = 2..6.
+        double[] expected = [0.025, 0.05, 0.05, 0.04, 0.03, 0.02, 0.01];
+        Assert.Equal(expected, reports.Where(r => r.Phase == "train").Select(r => Math.Round(r.LearningRate, 10)));
+        Assert.Single(result.History, h => h.Split == "validation");
+    }
+
+    [Fact]
+    public void Label_smoothing_keeps_the_loss_above_its_floor()
+    {
+        // With smoothing 0.4 over 2 classes the target is (0.8, 0.2): cross-entropy cannot fall below its entropy, 0.500.
+        var task = SentimentSlice();
+        var options = Options(Path.Combine(_dir, "smooth"), epochs: 4) with { LabelSmoothing = 0.4 };
+        var result = new Trainer(new HashedBagOfWords(2, 1), task, options).Run();
+        var last = result.History.Last(h => h.Kind == "train").Loss!.Value;
+        var floor = -(0.8 * Math.Log(0.8) + 0.2 * Math.Log(0.2));
+        Assert.InRange(last, floor, floor + 0.1); // without smoothing the same run ends near 0.01
+    }
+
+    [Fact]
     public void Options_out_of_range_name_the_option()
     {
         var task = new TextTask("t", [new("a", null, 0)], [new("b", null, 1)], [new("c", null, 0)], 2, ["n", "p"], ["accuracy"], "accuracy");
