@@ -1,0 +1,269 @@
+using System.Diagnostics;
+using System.Text.Json;
+using QuantumPeft.Data;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace QuantumPeft.Training;
+
+/// <summary>
+/// Fine-tunes an <see cref="ITrainableClassifier"/> on a <see cref="TextTask"/>: AdamW over two learning-rate
+/// groups (adapter, head), linear warm-up and decay per step, gradient clipping, cross-entropy (MSE for
+/// regression), validation each epoch with keep-best, a final test evaluation, atomic checkpoints and exact resume.
+/// </summary>
+/// <remarks>
+/// Repeatability: the torch generator is seeded from (seed, step) before every step and the batch order from
+/// (seed, epoch), so a run resumed from any checkpoint takes the same steps as one that never stopped.
+/// </remarks>
+public sealed class Trainer
+{
+    readonly ITrainableClassifier _model;
+    readonly TextTask _task;
+    readonly TrainerOptions _options;
+    readonly IProgress<TrainingProgress>? _progress;
+
+    /// <summary>Prepares a run; nothing happens until <see cref="Run"/>.</summary>
+    public Trainer(ITrainableClassifier model, TextTask task, TrainerOptions options, IProgress<TrainingProgress>? progress = null)
+    {
+        _model = model ?? throw new ArgumentNullException(nameof(model));
+        _task = task ?? throw new ArgumentNullException(nameof(task));
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        _options.Validate();
+        _progress = progress;
+        if (task.Train.Count == 0) throw new ArgumentException($"Task '{task.Name}' has no training examples.", nameof(task));
+        if (task.Validation.Count == 0) throw new ArgumentException($"Task '{task.Name}' has no validation examples.", nameof(task));
+        if (!task.MetricNames.Contains(task.MainMetric))
+            throw new ArgumentException($"Task '{task.Name}': main metric '{task.MainMetric}' is not among its metrics ({string.Join(", ", task.MetricNames)}).", nameof(task));
+        var overlap = model.AdapterParameters.Where(p => model.HeadParameters.Any(h => ReferenceEquals(h, p))).Count();
+        if (overlap > 0) throw new ArgumentException($"{overlap} parameter(s) are in both AdapterParameters and HeadParameters; each must be in one group.", nameof(model));
+        if (model.AdapterParameters.Count + model.HeadParameters.Count == 0)
+            throw new ArgumentException("The model has no trainable parameters (AdapterParameters and HeadParameters are empty).", nameof(model));
+    }
+
+    /// <summary>The steps per epoch for this task and batch size.</summary>
+    public int StepsPerEpoch => (_task.Train.Count + _options.BatchSize - 1) / _options.BatchSize;
+
+    /// <summary>The optimiser steps of the whole run (epochs x steps per epoch, capped by MaxSteps).</summary>
+    public int TotalSteps => Math.Min(_options.Epochs * StepsPerEpoch, _options.MaxSteps ?? int.MaxValue);
+
+    /// <summary>Trains, evaluates on test with the best (or last) state, writes outputs, and returns the figures.</summary>
+    /// <exception cref="TrainingDivergedException">The loss became NaN or infinite.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled; resume from the last checkpoint.</exception>
+    public TrainingResult Run(CancellationToken cancellationToken = default)
+    {
+        var o = _options;
+        int stepsPerEpoch = StepsPerEpoch, totalSteps = TotalSteps;
+        int warmup = Math.Min(totalSteps, o.WarmupSteps ?? (int)Math.Ceiling(o.WarmupRatio * totalSteps));
+        torch.manual_seed(o.Seed);
+
+        var groups = new List<(IReadOnlyList<Parameter> Params, double Lr)>();
+        if (_model.AdapterParameters.Count > 0) groups.Add((_model.AdapterParameters, o.AdapterLearningRate));
+        if (_model.HeadParameters.Count > 0) groups.Add((_model.HeadParameters, o.HeadLearningRate));
+        using var optimizer = optim.AdamW(
+            groups.Select(g => new AdamW.ParamGroup(g.Params, new AdamW.Options { LearningRate = g.Lr, weight_decay = o.WeightDecay })),
+            lr: groups[0].Lr, weight_decay: o.WeightDecay);
+        var lrControllers = optimizer.ParamGroups.ToList();
+        var allParams = groups.SelectMany(g => g.Params).ToList();
+
+        var state = new TrainerState
+        {
+            Epoch = 1, TotalSteps = totalSteps, StepsPerEpoch = stepsPerEpoch, TrainCount = _task.Train.Count,
+            BatchSize = o.BatchSize, Seed = o.Seed, Task = _task.Name, MainMetric = _task.MainMetric,
+        };
+        Dictionary<string, Tensor>? best = null;
+        if (o.Resume && TrainingCheckpoint.Exists(o.OutputDir!))
+        {
+            var (saved, trainable, savedBest) = TrainingCheckpoint.Load(o.OutputDir!, optimizer);
+            CheckCompatible(saved, state);
+            _model.LoadTrainableState(trainable);
+            foreach (var t in trainable.Values) t.Dispose();
+            state = saved;
+            best = savedBest;
+        }
+        var history = state.History;
+        var metricsLog = o.OutputDir is null ? null : Path.Combine(o.OutputDir, "metrics.jsonl");
+        if (metricsLog is not null)
+        {
+            Directory.CreateDirectory(o.OutputDir!);
+            // Lines written after the checkpoint by an interrupted run are dropped: the log matches the state.
+            WriteAllAtomic(metricsLog, string.Concat(history.Select(h => JsonSerializer.Serialize(h, TrainingCheckpoint.Json) + "\n")));
+        }
+        void Log(TrainingLogEntry entry)
+        {
+            history.Add(entry);
+            if (metricsLog is not null) File.AppendAllText(metricsLog, JsonSerializer.Serialize(entry, TrainingCheckpoint.Json) + "\n");
+        }
+
+        int step = state.Step, epoch = state.Epoch, batchStart = state.BatchInEpoch, epochsDone = state.EpochsDone;
+        double? bestMetric = state.BestMetric;
+        int bestEpoch = state.BestEpoch;
+        // Times optimiser steps only (not evaluations or checkpoints): throughput and ETA are about training.
+        var clock = new Stopwatch();
+        bool onCuda = _model.Device.type == DeviceType.CUDA;
+        long examplesSeen = 0;
+        int stepsThisProcess = 0;
+        double windowLoss = 0;
+        int windowSteps = 0;
+        double lastLoss = double.NaN;
+
+        TrainerState Snapshot(int nextEpoch, int nextBatch) => state with
+        {
+            Step = step, Epoch = nextEpoch, BatchInEpoch = nextBatch, EpochsDone = epochsDone,
+            BestMetric = bestMetric, BestEpoch = bestEpoch, History = history,
+        };
+        void Checkpoint(int nextEpoch, int nextBatch)
+        {
+            if (o.OutputDir is null) return;
+            var trainable = _model.GetTrainableState();
+            TrainingCheckpoint.Save(o.OutputDir, Snapshot(nextEpoch, nextBatch), trainable, best, optimizer);
+        }
+        double AdapterLr() => lrControllers[0].LearningRate;
+        double ExamplesPerSecond() => clock.Elapsed.TotalSeconds > 0 ? examplesSeen / clock.Elapsed.TotalSeconds : 0;
+
+        for (; epoch <= o.Epochs && step < totalSteps; epoch++, batchStart = 0)
+        {
+            var order = SeededOrder.EpochOrder(_task.Train.Count, o.Seed, epoch);
+            _model.SetTraining(true);
+            for (int b = batchStart; b < stepsPerEpoch && step < totalSteps; b++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var batch = order[(b * o.BatchSize)..Math.Min(order.Length, (b + 1) * o.BatchSize)].Select(i => _task.Train[i]).ToList();
+                var factor = LinearSchedule.Factor(step, warmup, totalSteps);
+                for (int g = 0; g < groups.Count; g++) lrControllers[g].LearningRate = groups[g].Lr * factor;
+                var stepSeed = SeededOrder.Derive(o.Seed, 1_000_000L + step);
+                torch.manual_seed(stepSeed);
+                if (onCuda) torch.cuda.manual_seed_all(stepSeed);
+
+                double lossValue;
+                clock.Start();
+                using (var scope = torch.NewDisposeScope())
+                {
+                    optimizer.zero_grad();
+                    var logits = _model.Forward(batch);
+                    var loss = Loss(logits, batch);
+                    lossValue = loss.item<float>();
+                    if (!double.IsFinite(lossValue)) throw new TrainingDivergedException(step + 1, epoch, lossValue);
+                    loss.backward();
+                    if (o.MaxGradNorm > 0) nn.utils.clip_grad_norm_(allParams, o.MaxGradNorm);
+                    optimizer.step();
+                }
+                clock.Stop();
+                step++;
+                stepsThisProcess++;
+                examplesSeen += batch.Count;
+                windowLoss += lossValue;
+                windowSteps++;
+                lastLoss = windowLoss / windowSteps;
+                var eta = stepsThisProcess > 0 ? TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / stepsThisProcess * (totalSteps - step)) : (TimeSpan?)null;
+                _progress?.Report(new TrainingProgress("train", step, totalSteps, epoch, o.Epochs, lastLoss, ExamplesPerSecond(), eta, AdapterLr()));
+                bool endOfEpoch = b == stepsPerEpoch - 1 || step == totalSteps;
+                if (step % o.LogEverySteps == 0 || endOfEpoch)
+                {
+                    Log(new TrainingLogEntry("train", step, epoch, lastLoss, AdapterLr(), ExamplesPerSecond()));
+                    windowLoss = 0;
+                    windowSteps = 0;
+                }
+                if (o.CheckpointEverySteps > 0 && step % o.CheckpointEverySteps == 0 && !endOfEpoch) Checkpoint(epoch, b + 1);
+            }
+
+            epochsDone = epoch;
+            if (o.EvaluateEachEpoch || step >= totalSteps || epoch == o.Epochs)
+            {
+                var metrics = EvaluateAndLog("validation", _task.Validation, step, epoch, Log);
+                var value = metrics[_task.MainMetric];
+                if (bestMetric is null || value > bestMetric)
+                {
+                    bestMetric = value;
+                    bestEpoch = epoch;
+                    if (o.KeepBest) best = Clone(_model.GetTrainableState(), best);
+                }
+            }
+            Checkpoint(epoch + 1, 0);
+        }
+        var trainSeconds = clock.Elapsed.TotalSeconds;
+
+        if (o.KeepBest && best is not null) _model.LoadTrainableState(best);
+        var testMetrics = EvaluateAndLog("test", _task.Test, step, epochsDone, Log);
+        if (best is not null) foreach (var t in best.Values) t.Dispose();
+
+        var result = new TrainingResult(_task.Name, _task.MainMetric, bestMetric ?? double.NaN, bestEpoch, _task.MainMetric,
+            testMetrics[_task.MainMetric], testMetrics, trainSeconds, trainSeconds > 0 ? examplesSeen / trainSeconds : 0,
+            step, epochsDone, history.ToList());
+        if (o.OutputDir is not null)
+        {
+            WriteAllAtomic(Path.Combine(o.OutputDir, "result.json"), JsonSerializer.Serialize(result, new JsonSerializerOptions(TrainingCheckpoint.Json) { WriteIndented = true }));
+            TrainingPlot.Save(Path.Combine(o.OutputDir, "training.png"), history, _task.Name, _task.MainMetric);
+        }
+        return result;
+
+        Dictionary<string, double> EvaluateAndLog(string split, IReadOnlyList<TextExample> examples, int atStep, int atEpoch, Action<TrainingLogEntry> log)
+        {
+            var metrics = Evaluate(examples);
+            log(new TrainingLogEntry("eval", atStep, atEpoch, Split: split, Metrics: metrics));
+            _progress?.Report(new TrainingProgress("eval", atStep, totalSteps, Math.Max(1, atEpoch), o.Epochs, lastLoss, ExamplesPerSecond(), null, AdapterLr(), metrics, split));
+            return metrics;
+        }
+    }
+
+    /// <summary>Predicts every example (eval mode, no gradients) and computes the task's metrics.</summary>
+    public Dictionary<string, double> Evaluate(IReadOnlyList<TextExample> examples)
+    {
+        int batchSize = _options.EvalBatchSize ?? 2 * _options.BatchSize;
+        var predictions = new float[examples.Count];
+        _model.SetTraining(false);
+        using (torch.no_grad())
+        {
+            for (int start = 0; start < examples.Count; start += batchSize)
+            {
+                using var scope = torch.NewDisposeScope();
+                var batch = Enumerable.Range(start, Math.Min(batchSize, examples.Count - start)).Select(i => examples[i]).ToList();
+                var logits = _model.Forward(batch);
+                var predicted = _task.IsRegression ? logits.reshape(-1) : logits.argmax(-1);
+                var values = predicted.to_type(ScalarType.Float32).cpu().data<float>().ToArray();
+                if (values.Length != batch.Count)
+                    throw new InvalidOperationException($"The model returned {values.Length} predictions for a batch of {batch.Count}.");
+                values.CopyTo(predictions, start);
+            }
+        }
+        _model.SetTraining(true);
+        return Metrics.Compute(_task.MetricNames, predictions, examples.Select(e => e.Label).ToArray());
+    }
+
+    Tensor Loss(Tensor logits, IReadOnlyList<TextExample> batch)
+    {
+        var labels = batch.Select(e => e.Label).ToArray();
+        if (_task.IsRegression)
+        {
+            var target = torch.tensor(labels, device: logits.device);
+            return nn.functional.mse_loss(logits.reshape(-1), target);
+        }
+        if (logits.ndim != 2 || logits.shape[0] != batch.Count || logits.shape[1] != _task.NumLabels)
+            throw new InvalidOperationException($"The model returned logits of shape [{string.Join(", ", logits.shape)}]; expected [{batch.Count}, {_task.NumLabels}].");
+        var classes = torch.tensor(labels.Select(l => (long)l).ToArray(), device: logits.device);
+        return nn.functional.cross_entropy(logits, classes, label_smoothing: _options.LabelSmoothing);
+    }
+
+    static Dictionary<string, Tensor> Clone(IReadOnlyDictionary<string, Tensor> state, Dictionary<string, Tensor>? previous)
+    {
+        if (previous is not null) foreach (var t in previous.Values) t.Dispose();
+        return state.ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().clone().DetachFromDisposeScope());
+    }
+
+    static void CheckCompatible(TrainerState saved, TrainerState now)
+    {
+        if (saved.Task != now.Task || saved.TrainCount != now.TrainCount || saved.BatchSize != now.BatchSize
+            || saved.Seed != now.Seed || saved.TotalSteps != now.TotalSteps)
+            throw new InvalidOperationException(
+                $"Cannot resume: the checkpoint was made for task '{saved.Task}' ({saved.TrainCount} train examples), batch size {saved.BatchSize}, " +
+                $"seed {saved.Seed}, {saved.TotalSteps} steps; this run has '{now.Task}' ({now.TrainCount}), batch size {now.BatchSize}, " +
+                $"seed {now.Seed}, {now.TotalSteps} steps. Use the same settings, or a new output folder.");
+    }
+
+    static void WriteAllAtomic(string path, string text)
+    {
+        var tmp = path + ".tmp";
+        File.WriteAllText(tmp, text);
+        File.Move(tmp, path, overwrite: true);
+    }
+}

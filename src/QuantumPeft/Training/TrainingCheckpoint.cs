@@ -1,0 +1,94 @@
+using System.Text.Json;
+using QuantumPeft.Formats.Safetensors;
+using System.Text.Json.Serialization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace QuantumPeft.Training;
+
+/// <summary>The trainer's position and bookkeeping, stored as checkpoint/trainer_state.json.</summary>
+internal sealed record TrainerState
+{
+    public int Version { get; init; } = 1;
+    /// <summary>Optimiser steps done.</summary>
+    public int Step { get; init; }
+    /// <summary>The epoch to continue in (1-based) and the batch index inside it to continue from.</summary>
+    public int Epoch { get; init; }
+    public int BatchInEpoch { get; init; }
+    public int EpochsDone { get; init; }
+    public int TotalSteps { get; init; }
+    public int StepsPerEpoch { get; init; }
+    public int TrainCount { get; init; }
+    public int BatchSize { get; init; }
+    public long Seed { get; init; }
+    public string Task { get; init; } = "";
+    public string MainMetric { get; init; } = "";
+    public double? BestMetric { get; init; }
+    public int BestEpoch { get; init; }
+    public List<TrainingLogEntry> History { get; init; } = [];
+}
+
+/// <summary>
+/// Checkpoint folder DIR/checkpoint: trainer_state.json, trainable.safetensors (trainable tensors),
+/// best.safetensors (keep-best tensors) and optimizer.bin (AdamW moments, TorchSharp's own format). Written
+/// into a temporary folder, then swapped in by rename, so a crash leaves either the old or the new checkpoint, never a half-written one.
+/// </summary>
+internal static class TrainingCheckpoint
+{
+    internal static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    const string Folder = "checkpoint", StateFile = "trainer_state.json", TrainableFile = "trainable.safetensors",
+        BestFile = "best.safetensors", OptimizerFile = "optimizer.bin";
+
+    public static string PathIn(string outputDir) => Path.Combine(outputDir, Folder);
+
+    public static void Save(string outputDir, TrainerState state, IReadOnlyDictionary<string, Tensor> trainable,
+        IReadOnlyDictionary<string, Tensor>? best, TorchSharp.Modules.OptimizerHelper optimizer)
+    {
+        Directory.CreateDirectory(outputDir);
+        var tmp = Path.Combine(outputDir, $"{Folder}.tmp-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(tmp);
+        SafetensorsFile.Write(Path.Combine(tmp, TrainableFile), trainable);
+        if (best is not null) SafetensorsFile.Write(Path.Combine(tmp, BestFile), best);
+        optimizer.save_state_dict(Path.Combine(tmp, OptimizerFile));
+        File.WriteAllText(Path.Combine(tmp, StateFile), JsonSerializer.Serialize(state, Json));
+
+        var final = PathIn(outputDir);
+        var old = Path.Combine(outputDir, $"{Folder}.old-{Guid.NewGuid():N}");
+        if (Directory.Exists(final)) Directory.Move(final, old);
+        Directory.Move(tmp, final);
+        if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+    }
+
+    /// <summary>The newest complete checkpoint folder (also one left as .old-* by a crash between the two renames), or null.</summary>
+    static string? Locate(string outputDir)
+    {
+        var final = PathIn(outputDir);
+        if (File.Exists(Path.Combine(final, StateFile))) return final;
+        return Directory.Exists(outputDir)
+            ? Directory.GetDirectories(outputDir, $"{Folder}.old-*").FirstOrDefault(d => File.Exists(Path.Combine(d, StateFile)))
+            : null;
+    }
+
+    public static bool Exists(string outputDir) => Locate(outputDir) is not null;
+
+    public static (TrainerState State, Dictionary<string, Tensor> Trainable, Dictionary<string, Tensor>? Best) Load(
+        string outputDir, TorchSharp.Modules.OptimizerHelper optimizer)
+    {
+        var dir = Locate(outputDir) ?? throw new FileNotFoundException($"No checkpoint in '{outputDir}'.", PathIn(outputDir));
+        var statePath = Path.Combine(dir, StateFile);
+        TrainerState state;
+        try { state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath), Json) ?? throw new InvalidDataException("null"); }
+        catch (JsonException e) { throw new InvalidDataException($"Checkpoint state '{statePath}' is not valid JSON: {e.Message}", e); }
+        var trainable = SafetensorsFile.Read(Path.Combine(dir, TrainableFile));
+        var bestPath = Path.Combine(dir, BestFile);
+        var best = File.Exists(bestPath) ? SafetensorsFile.Read(bestPath) : null;
+        optimizer.load_state_dict(Path.Combine(dir, OptimizerFile));
+        return (state, trainable, best);
+    }
+}
