@@ -20,7 +20,10 @@ public static class TorchNative
     static readonly object Gate = new();
     static bool _done;
 
+    // A library module initializer on purpose: any caller that touches QuantumPeft gets a loadable TorchSharp.
+#pragma warning disable CA2255
     [ModuleInitializer]
+#pragma warning restore CA2255
     internal static void Initialize() => EnsureLoadable();
 
     /// <summary>Patches every build-output copy of libLibTorchSharp.so that the process could load. Safe to call repeatedly.</summary>
