@@ -37,6 +37,9 @@ public abstract record PeftConfig
     /// <summary>Modules (e.g. a classifier head) that stay fully trainable and are saved with the adapter.</summary>
     public IReadOnlyList<string>? ModulesToSave { get; init; }
 
+    /// <summary>peft's auto_mapping (for custom model classes), kept as written.</summary>
+    public System.Text.Json.JsonElement? AutoMapping { get; init; }
+
     /// <summary>The options that read and write adapter_config.json (snake_case, string enums, indented).</summary>
     public static JsonSerializerOptions JsonOptions { get; } = CreateJsonOptions();
 
