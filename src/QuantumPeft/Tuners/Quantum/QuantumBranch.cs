@@ -22,6 +22,9 @@ public sealed class QuantumBranch : AdapterBranch
     private readonly StiefelMapOptions optionsU, optionsV;
     // Unregistered copies for quantization-aware forward passes (the trained maps keep their float values).
     private StiefelMap? shadowU, shadowV;
+    // Per-tensor scales fixed by post-training quantization (or a quantized file), reused on save so that
+    // re-quantizing values already on the grid gives back the same codes and the same scale, bit for bit.
+    private readonly Dictionary<string, double> scales = new(StringComparer.Ordinal);
 
     /// <summary>Rank K.</summary>
     public int Rank { get; }
@@ -127,10 +130,13 @@ public sealed class QuantumBranch : AdapterBranch
         var settings = new QuantizationSettings { AngleBits = angleBits, LambdaBits = lambdaBits, Mode = "post_training" };
         settings.Validate();
         using var _ = no_grad();
-        foreach (var map in new[] { qpeft_U, qpeft_V })
-            foreach (var (_, p) in map.named_parameters())
-                p.copy_(QuantizeParameter(map, p, angleBits).Dequantize().to(p.dtype).to(p.device));
-        qpeft_lambda.copy_(UniformQuantizer.QuantizeSymmetric(qpeft_lambda, lambdaBits).Dequantize().to(qpeft_lambda.device));
+        scales.Clear();
+        foreach (var (key, map, p) in Tensors())
+        {
+            var q = map is null ? UniformQuantizer.QuantizeSymmetric(p, lambdaBits) : QuantizeParameter(map, p, angleBits);
+            scales[key] = q.Scale;
+            p.copy_(q.Dequantize().to(p.dtype).to(p.device));
+        }
         Quantization = settings;
     }
 
@@ -153,8 +159,9 @@ public sealed class QuantumBranch : AdapterBranch
         foreach (var (key, map, value) in Tensors())
         {
             if (!StoresIntegers) { state[key] = value.detach().cpu().to(ScalarType.Float32).contiguous(); continue; }
-            var q = map is null ? UniformQuantizer.QuantizeSymmetric(value, Quantization!.LambdaBits!.Value)
-                                : QuantizeParameter(map, value, Quantization!.AngleBits!.Value);
+            double? scale = scales.TryGetValue(key, out var s) ? s : null;
+            var q = map is null ? UniformQuantizer.QuantizeSymmetric(value, Quantization!.LambdaBits!.Value, scale)
+                                : QuantizeParameter(map, value, Quantization!.AngleBits!.Value, scale);
             state[key + ".q"] = q.Codes.cpu().contiguous();
             state[key + ".scale"] = torch.tensor(new[] { (float)q.Scale });
         }
@@ -175,7 +182,9 @@ public sealed class QuantumBranch : AdapterBranch
                 var scale = Require(state, key + ".scale", keyPrefix, 1);
                 if (codes.is_floating_point() || codes.dtype == ScalarType.Bool)
                     throw new InvalidDataException($"Adapter key '{keyPrefix}{key}.q' must hold integers, found {codes.dtype}.");
-                source = new QuantizedTensor(codes, scale.to(ScalarType.Float32).item<float>(), 0).Dequantize();
+                var q = new QuantizedTensor(codes, scale.to(ScalarType.Float32).item<float>(), 0);
+                scales[key] = q.Scale;
+                source = q.Dequantize();
             }
             else source = Require(state, key, keyPrefix, value.shape);
             value.copy_(source.to(value.dtype).to(value.device));
