@@ -81,15 +81,18 @@ public static class ModuleTree
     {
         var listType = parent.GetType().GetInterfaces().FirstOrDefault(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(IList<>)
             && typeof(nn.Module).IsAssignableFrom(i.GetGenericArguments()[0]));
-        if (listType is not null && parent is IList list)
+        if (listType is not null)
         {
+            // ModuleList<T> implements only the generic IList<T>: go through that interface.
             var element = listType.GetGenericArguments()[0];
+            var count = (int)typeof(ICollection<>).MakeGenericType(element).GetProperty("Count")!.GetValue(parent)!;
+            var item = listType.GetProperty("Item")!;
             var index = -1;
-            for (var i = 0; i < list.Count; i++) if (ReferenceEquals(list[i], old)) index = i;
+            for (var i = 0; i < count; i++) if (ReferenceEquals(item.GetValue(parent, [i]), old)) index = i;
             if (index < 0) return false;
             if (!element.IsInstanceOfType(replacement))
                 throw new ArgumentException($"'{path}' sits in a list of {element.Name}, which cannot hold a {replacement.GetType().Name}; declare the list as ModuleList<Module<Tensor, Tensor>>.");
-            list[index] = replacement;
+            item.SetValue(parent, replacement, [index]);
             return true;
         }
         var dictType = parent.GetType().GetInterfaces().FirstOrDefault(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(IDictionary<,>)

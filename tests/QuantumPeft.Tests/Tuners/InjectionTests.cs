@@ -19,7 +19,7 @@ public class InjectionTests
         StiefelV = new StiefelMapOptions { Kind = StiefelMapKind.Pauli, Layers = 1 },
     };
 
-    internal static double MaxDiff(Tensor a, Tensor b) => (a - b).abs().max().item<float>();
+    internal static double MaxDiff(Tensor a, Tensor b) => (a.to(ScalarType.Float64) - b.to(ScalarType.Float64)).abs().max().item<double>();
 
     [Fact]
     public void SuffixTargetsWrapNestedListAndSequentialLayers()
