@@ -4,12 +4,18 @@ using System.Text;
 namespace QuantumPeft.Tuners;
 
 /// <summary>One row of the per-module parameter table.</summary>
+/// <param name="Module">Dotted path of the module.</param>
 /// <param name="Kind">"lora", "quantum_peft" or "modules_to_save".</param>
 /// <param name="InFeatures">Input features of the adapted Linear (0 for modules_to_save).</param>
+/// <param name="OutFeatures">Output features of the adapted Linear (0 for modules_to_save).</param>
+/// <param name="Params">Adapter numbers on this layer (or all parameters of a saved module).</param>
 /// <param name="QuantizedBits">Size in bits when quantized, else null.</param>
+/// <param name="PercentOfModel">100 * Params / all parameters of the model.</param>
 public sealed record ModuleParameterRow(string Module, string Kind, int InFeatures, int OutFeatures, long Params, long? QuantizedBits, double PercentOfModel);
 
 /// <summary>The numbers the trainer writes to results.json, and peft's one-line summary.</summary>
+/// <param name="AdapterName">The active adapter.</param>
+/// <param name="PeftType">Its method ("LORA", "QUANTUM_PEFT").</param>
 /// <param name="AdapterParams">Numbers in the active adapter's branches (LoRA A/B; angles of U and V plus lambda).</param>
 /// <param name="OtherTrainableParams">Numbers in modules_to_save (e.g. the classifier head).</param>
 /// <param name="TrainableParams">All parameters with requires_grad (AdapterParams + OtherTrainableParams while training; 0 after an inference-mode load).</param>
@@ -17,6 +23,7 @@ public sealed record ModuleParameterRow(string Module, string Kind, int InFeatur
 /// <param name="TrainablePercent">100 * TrainableParams / TotalParams.</param>
 /// <param name="AdapterFloatBits">AdapterParams * 32.</param>
 /// <param name="AdapterQuantizedBits">Sum over adapted layers of #angles * b_angle + K * b_lambda when every layer is quantized, else null.</param>
+/// <param name="Modules">Per-module rows: adapted layers, then modules_to_save.</param>
 public sealed record ParameterReport(
     string AdapterName, string PeftType,
     long AdapterParams, long OtherTrainableParams, long TrainableParams, long TotalParams, double TrainablePercent,

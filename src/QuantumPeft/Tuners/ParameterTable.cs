@@ -8,8 +8,14 @@ using QuantumPeft.Tuners.Quantum;
 namespace QuantumPeft.Tuners;
 
 /// <summary>One row of the parameter table: trainable numbers of one method on one model's target matrices.</summary>
+/// <param name="Model">Model id (e.g. "deberta-v3-base").</param>
+/// <param name="Method">"lora", "quantum_pauli" or "quantum_taylor".</param>
+/// <param name="Rank">LoRA r or Quantum-PEFT K.</param>
 /// <param name="Layers">The Pauli circuit's L; null where it does not apply (LoRA, Taylor).</param>
+/// <param name="Targets">Label of the adapted matrices.</param>
+/// <param name="TrainableParams">Adapter numbers in the whole model (heads not counted).</param>
 /// <param name="RatioToLora">LoRA's count at the same rank divided by this count (how many times fewer).</param>
+/// <param name="PerLayerParams">Adapter numbers in one transformer layer.</param>
 public sealed record ParameterTableRow(string Model, string Method, int Rank, int? Layers, string Targets, long TrainableParams, double RatioToLora, long PerLayerParams);
 
 /// <summary>The paper's parameter tables from real layer shapes and the methods' own count formulas (no duplicated logic).</summary>

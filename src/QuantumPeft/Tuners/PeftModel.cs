@@ -287,7 +287,11 @@ public sealed class PeftModel
     }
 
     /// <summary>Reads an adapter folder (ours or peft's) and injects it into <paramref name="model"/> with its weights.</summary>
+    /// <param name="model">The base model (adapters are injected into it in place).</param>
+    /// <param name="directory">Folder with adapter_config.json and adapter_model.safetensors.</param>
+    /// <param name="adapterName">Name to give the adapter in this model.</param>
     /// <param name="isTrainable">false (default): everything frozen, for inference; true: the adapter and heads train on.</param>
+    /// <param name="warnings">Receives warnings (unknown config keys, unexpected file keys); null sends them to <see cref="PeftWarnings.Sink"/>.</param>
     public static PeftModel Load(nn.Module model, string directory, string adapterName = "default", bool isTrainable = false, ICollection<string>? warnings = null)
     {
         var peft = new PeftModel(model);

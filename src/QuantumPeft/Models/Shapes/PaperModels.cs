@@ -5,8 +5,12 @@ public sealed record LinearShape(string Name, int InFeatures, int OutFeatures);
 
 /// <summary>The layer shapes of a model, with the matrices the paper's baselines adapt in every layer. Shapes only, no weights.</summary>
 /// <param name="Id">Model column of the parameter tables (e.g. "deberta-v3-base").</param>
+/// <param name="HubId">The Hugging Face hub id of the checkpoint.</param>
+/// <param name="Layers">Number of transformer layers.</param>
+/// <param name="Hidden">Hidden size.</param>
 /// <param name="Targets">The adapted matrices of one layer, repeated in each of <paramref name="Layers"/> layers.</param>
 /// <param name="TargetsLabel">Short label of the target set for tables.</param>
+/// <param name="Note">How the targets are counted.</param>
 public sealed record ModelShape(string Id, string HubId, int Layers, int Hidden, IReadOnlyList<LinearShape> Targets, string TargetsLabel, string Note);
 
 /// <summary>The four models of the Quantum-PEFT paper's experiments (spec section 6), with their baselines' target matrices.</summary>
