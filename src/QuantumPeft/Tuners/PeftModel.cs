@@ -282,8 +282,12 @@ public sealed class PeftModel
         var name = adapterName ?? activeAdapter ?? throw new InvalidOperationException("No adapter to save.");
         var tensors = AdapterStateDict(name);
         var shapes = AdaptedLayers.Where(l => l.Layer.HasAdapter(name)).ToDictionary(l => l.Path, l => (l.Layer.OutFeatures, l.Layer.InFeatures));
-        // peft writes inference_mode = true into saved configs.
-        PeftAdapterFiles.Write(directory, (configs[name] with { InferenceMode = true }).ToJson(), tensors, shapes);
+        // peft writes inference_mode = true into saved configs. "all-linear" is written as the layers it resolved to,
+        // because peft's own head rule (the output embedding only) could select different layers on load.
+        var config = configs[name] with { InferenceMode = true };
+        if (config.TargetModules is { IsAllLinear: true })
+            config = config with { TargetModules = ModuleSelector.Of(shapes.Keys.ToArray()) };
+        PeftAdapterFiles.Write(directory, config.ToJson(), tensors, shapes);
     }
 
     /// <summary>Reads an adapter folder (ours or peft's) and injects it into <paramref name="model"/> with its weights.</summary>

@@ -229,3 +229,20 @@ public sealed class AdapterFolderTests : IDisposable
         Assert.Contains("[2, 16]", e2.Message);
     }
 }
+
+public sealed class AllLinearSaveTests : IDisposable
+{
+    private readonly string dir = Path.Combine(Path.GetTempPath(), "qpeft-all-linear-" + Guid.NewGuid().ToString("N"));
+    public void Dispose() { if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true); }
+
+    [Fact]
+    public void AllLinearIsSavedAsTheResolvedLayersAndPrintsLikePeft()
+    {
+        var peft = PeftModel.Inject(TinyModel.Create(), InjectionTests.Lora() with { TargetModules = ModuleSelector.AllLinear });
+        peft.Save(dir);
+        var config = PeftConfig.Load(Path.Combine(dir, "adapter_config.json"));
+        Assert.Equal(peft.AdaptedLayers.Select(l => l.Path).Order(StringComparer.Ordinal), config.TargetModules!.Names!.Order(StringComparer.Ordinal));
+        var loaded = PeftModel.Load(TinyModel.Create(), dir);
+        Assert.Equal(11, loaded.AdaptedLayers.Count);
+    }
+}
