@@ -41,7 +41,7 @@ public sealed class HouseholderMap : StiefelMap
     public override Tensor Compute()
     {
         var v = zeros((long)N * K, dtype: w.dtype, device: w.device).scatter(0, index.Get(w.device, ScalarType.Int64), w).view(N, K);
-        var tau = 2.0 / (v.square().sum(0) + 1.0);
+        var tau = 2.0 / (v.square().sum(dim: 0) + 1.0);
         return linalg.householder_product(v, tau);
     }
 }

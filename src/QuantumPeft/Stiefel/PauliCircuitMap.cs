@@ -165,20 +165,13 @@ public sealed class PauliCircuitMap : StiefelMap
     internal static Tensor Rotation(int d, Tensor cos, Tensor sin)
     {
         if (d == 2) return stack(new[] { cos, -sin, sin, cos }).view(2, 2);
-        Tensor? r = null;
+        // R = G_(d-2) ... G_0 I, built row pair by row pair: O(d^2), not d matrix products of O(d^3).
+        var rows = eye(d, dtype: cos.dtype, device: cos.device).unbind(0);
         for (int j = 0; j < d - 1; j++)
         {
-            var unit = ones(d, dtype: cos.dtype, device: cos.device);
-            var mask = zeros(d, dtype: cos.dtype, device: cos.device);
-            mask[j] = 1; mask[j + 1] = 1;
-            var c = cos[j];
-            var s = sin[j];
-            var g = torch.diag(unit + mask * (c - 1));
-            var off = zeros(d, d, dtype: cos.dtype, device: cos.device);
-            off[j + 1, j] = 1; off[j, j + 1] = -1;
-            g = g + off * s;
-            r = r is null ? g : g.matmul(r);
+            var (c, s) = (cos[j], sin[j]);
+            (rows[j], rows[j + 1]) = (c * rows[j] - s * rows[j + 1], s * rows[j] + c * rows[j + 1]);
         }
-        return r!;
+        return stack(rows);
     }
 }

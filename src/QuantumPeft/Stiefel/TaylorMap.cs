@@ -51,7 +51,7 @@ public sealed class TaylorMap : SkewMap
         var cm = BlockC();
         double norm;
         using (no_grad())
-            norm = Math.Sqrt(bm.square().sum().item<double>() + 2 * cm.square().sum().item<double>());
+            norm = Math.Sqrt(bm.square().sum().ToDouble() + 2 * cm.square().sum().ToDouble());
         int s = Squarings(norm, Order, bm.dtype == ScalarType.Float64 ? 1e-14 : 1e-7);
         double h = Math.Pow(0.5, s);
 
