@@ -20,6 +20,7 @@ public sealed record QuantizationSettings
     public string Mode { get; init; } = "post_training";
 
     /// <summary>True for quantization-aware training.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public bool IsAware => Mode == "aware";
 
     /// <summary>Checks the bit widths and the mode.</summary>
