@@ -1,0 +1,159 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace QuantumPeft.Tuners;
+
+/// <summary>A frozen Linear plus named adapter branches: y = base(x) + sum of the active branches' outputs.</summary>
+/// <remarks>
+/// peft's tuner-layer shape: the wrapper keeps the original layer as <c>base_layer</c> (state names
+/// <c>&lt;path&gt;.base_layer.weight</c>) and never changes its weights unless asked to merge. Forward reads:
+/// adapters disabled -> base only; merged -> base only (the update is in the weight); else base + active branches.
+/// Branches are registered under <c>&lt;path&gt;.adapters.&lt;adapter name&gt;.*</c>.
+/// </remarks>
+public sealed class AdaptedLinear : nn.Module<Tensor, Tensor>
+{
+    private readonly Linear base_layer;
+    private readonly AdapterSet adapters = new();
+    private readonly List<string> merged = [];
+    private readonly List<string> active = [];
+
+    /// <summary>Wraps <paramref name="baseLayer"/> (kept, frozen by the caller).</summary>
+    public AdaptedLinear(Linear baseLayer) : base(nameof(AdaptedLinear))
+    {
+        base_layer = baseLayer ?? throw new ArgumentNullException(nameof(baseLayer));
+        RegisterComponents();
+    }
+
+    /// <summary>The original layer; its weights change only through <see cref="Merge"/> / <see cref="Unmerge"/>.</summary>
+    public Linear BaseLayer => base_layer;
+
+    /// <summary>Input features of the base layer.</summary>
+    public int InFeatures => (int)base_layer.in_features;
+
+    /// <summary>Output features of the base layer.</summary>
+    public int OutFeatures => (int)base_layer.out_features;
+
+    /// <summary>Adapter names present on this layer, in insertion order.</summary>
+    public IReadOnlyList<string> AdapterNames => adapters.Names.ToList();
+
+    /// <summary>The adapters added to the output (unless disabled or merged).</summary>
+    public IReadOnlyList<string> ActiveAdapters => active;
+
+    /// <summary>The adapters whose update is currently inside the base weight.</summary>
+    public IReadOnlyList<string> MergedAdapters => merged;
+
+    /// <summary>When true, forward returns the base output only.</summary>
+    public bool AdaptersDisabled { get; set; }
+
+    /// <summary>True when any adapter is merged into the base weight.</summary>
+    public bool IsMerged => merged.Count > 0;
+
+    /// <summary>The branch of adapter <paramref name="name"/>.</summary>
+    public AdapterBranch this[string name] =>
+        adapters.TryGetValue(name, out var b) ? b : throw new KeyNotFoundException($"Adapter '{name}' is not on this layer (has: {string.Join(", ", AdapterNames)}).");
+
+    /// <summary>True if adapter <paramref name="name"/> has a branch here.</summary>
+    public bool HasAdapter(string name) => adapters.Contains(name);
+
+    /// <summary>Adds a branch (moved to the base layer's device) and makes it the only active one if none is active.</summary>
+    public void AddAdapter(string name, AdapterBranch branch)
+    {
+        if (HasAdapter(name)) throw new ArgumentException($"Adapter '{name}' already exists on this layer.", nameof(name));
+        if (branch.InFeatures != InFeatures || branch.OutFeatures != OutFeatures)
+            throw new ArgumentException($"Branch shape {branch.OutFeatures}x{branch.InFeatures} does not match the layer {OutFeatures}x{InFeatures}.", nameof(branch));
+        branch.to(base_layer.weight!.device);
+        adapters.Add(name, branch);
+        if (active.Count == 0) active.Add(name);
+    }
+
+    /// <summary>Makes exactly <paramref name="names"/> active.</summary>
+    public void SetActive(IEnumerable<string> names)
+    {
+        var list = names.ToList();
+        foreach (var n in list) _ = this[n];
+        active.Clear();
+        active.AddRange(list);
+    }
+
+    /// <summary>Removes adapter <paramref name="name"/> (unmerging it first if merged).</summary>
+    public void DeleteAdapter(string name)
+    {
+        var branch = this[name];
+        if (merged.Contains(name)) UnmergeOne(name);
+        adapters.Remove(name);
+        active.Remove(name);
+        branch.Dispose();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        var y = base_layer.forward(x);
+        if (AdaptersDisabled || IsMerged || active.Count == 0) return y;
+        foreach (var name in active)
+        {
+            var delta = adapters[name].Forward(x);
+            y = y + delta.to(y.dtype);
+        }
+        return y;
+    }
+
+    /// <summary>Adds the active adapters' updates into the base weight (forward then skips the branches).</summary>
+    public void Merge()
+    {
+        using var _ = no_grad();
+        foreach (var name in active.Where(n => !merged.Contains(n)).ToList())
+        {
+            using var scope = NewDisposeScope();
+            var w = base_layer.weight!;
+            w.add_(adapters[name].DeltaWeight().to(w.dtype).to(w.device));
+            merged.Add(name);
+        }
+    }
+
+    /// <summary>Subtracts every merged update from the base weight again.</summary>
+    public void Unmerge()
+    {
+        foreach (var name in merged.AsEnumerable().Reverse().ToList()) UnmergeOne(name);
+    }
+
+    private void UnmergeOne(string name)
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var w = base_layer.weight!;
+        w.sub_(adapters[name].DeltaWeight().to(w.dtype).to(w.device));
+        merged.Remove(name);
+    }
+
+    /// <summary>All branches with their adapter names.</summary>
+    public IEnumerable<(string Name, AdapterBranch Branch)> Branches => adapters.Names.ToList().Select(k => (k, adapters[k]));
+}
+
+/// <summary>The named branches of one <see cref="AdaptedLinear"/>, registered as its child modules (state names adapters.&lt;name&gt;.*).</summary>
+internal sealed class AdapterSet : nn.Module
+{
+    private readonly List<string> names = [];
+    private readonly Dictionary<string, AdapterBranch> branches = new(StringComparer.Ordinal);
+
+    public AdapterSet() : base("adapters") { }
+
+    public IReadOnlyList<string> Names => names;
+    public bool Contains(string name) => branches.ContainsKey(name);
+    public AdapterBranch this[string name] => branches[name];
+    public bool TryGetValue(string name, out AdapterBranch branch) => branches.TryGetValue(name, out branch!);
+
+    public void Add(string name, AdapterBranch branch)
+    {
+        branches.Add(name, branch);
+        names.Add(name);
+        register_module(name, branch);
+    }
+
+    public void Remove(string name)
+    {
+        if (!branches.Remove(name)) return;
+        names.Remove(name);
+        register_module(name, null!); // unregisters: the branch leaves the state dict
+    }
+}

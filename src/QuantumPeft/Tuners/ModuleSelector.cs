@@ -1,0 +1,111 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using System.Text.RegularExpressions;
+
+namespace QuantumPeft.Tuners;
+
+/// <summary>peft's <c>target_modules</c> / <c>exclude_modules</c> value: a list of names, one regular expression, or "all-linear".</summary>
+/// <remarks>
+/// Matching follows peft: a list entry matches a module whose full dotted path equals it or ends with "." + entry
+/// (<c>query</c> matches <c>encoder.layer.0.attention.self.query</c>); a single string is a regular expression that must
+/// match the whole path; the string "all-linear" selects every Linear layer except the output head
+/// (see <see cref="PeftModel"/> for the definition of the head). In JSON it is an array or a string, as peft writes it.
+/// </remarks>
+[JsonConverter(typeof(ModuleSelectorJsonConverter))]
+public sealed record ModuleSelector
+{
+    /// <summary>peft's shorthand for "every linear layer but the output head".</summary>
+    public const string AllLinearShorthand = "all-linear";
+
+    /// <summary>The list entries (exact name or dotted suffix), or null when this is a pattern.</summary>
+    public IReadOnlyList<string>? Names { get; }
+
+    /// <summary>The full-match regular expression (or "all-linear"), or null when this is a list.</summary>
+    public string? Pattern { get; }
+
+    private ModuleSelector(IReadOnlyList<string>? names, string? pattern) { Names = names; Pattern = pattern; }
+
+    /// <summary>A list of exact names or dotted suffixes.</summary>
+    public static ModuleSelector Of(params string[] names)
+    {
+        ArgumentNullException.ThrowIfNull(names);
+        if (names.Any(string.IsNullOrWhiteSpace)) throw new ArgumentException("Module names must be non-empty.", nameof(names));
+        return new ModuleSelector(names.ToArray(), null);
+    }
+
+    /// <summary>A regular expression that must match a module's whole dotted path (peft's single-string form).</summary>
+    public static ModuleSelector Regex(string pattern)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(pattern);
+        _ = new Regex(pattern); // fail early on a malformed pattern
+        return new ModuleSelector(null, pattern);
+    }
+
+    /// <summary>Every Linear layer except the output head.</summary>
+    public static ModuleSelector AllLinear { get; } = new(null, AllLinearShorthand);
+
+    /// <summary>True for the "all-linear" shorthand.</summary>
+    public bool IsAllLinear => Pattern == AllLinearShorthand;
+
+    public static implicit operator ModuleSelector(string[] names) => Of(names);
+    public static implicit operator ModuleSelector(List<string> names) => Of(names.ToArray());
+
+    /// <summary>Parses a command-line value: "all-linear", "re:PATTERN", or comma-separated names.</summary>
+    public static ModuleSelector Parse(string text)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(text);
+        if (text == AllLinearShorthand) return AllLinear;
+        if (text.StartsWith("re:", StringComparison.Ordinal)) return Regex(text[3..]);
+        return Of(text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+    }
+
+    /// <summary>Whether one list entry (or the pattern) selects the module at <paramref name="path"/>.</summary>
+    public static bool EntryMatches(string entry, string path) => path == entry || path.EndsWith("." + entry, StringComparison.Ordinal);
+
+    /// <summary>Whether this selector selects <paramref name="path"/> (the "all-linear" shorthand is resolved by the caller).</summary>
+    public bool Matches(string path)
+    {
+        if (Names is not null) return Names.Any(n => EntryMatches(n, path));
+        if (IsAllLinear) throw new InvalidOperationException("\"all-linear\" is resolved against the model, not by name.");
+        return System.Text.RegularExpressions.Regex.IsMatch(path, $"^(?:{Pattern})$");
+    }
+
+    public override string ToString() => Names is not null ? "[" + string.Join(", ", Names) + "]" : $"\"{Pattern}\"";
+
+    public bool Equals(ModuleSelector? other) =>
+        other is not null && Pattern == other.Pattern &&
+        (Names is null ? other.Names is null : other.Names is not null && Names.SequenceEqual(other.Names));
+
+    public override int GetHashCode() => HashCode.Combine(Pattern, Names is null ? 0 : string.Join("\u0001", Names).GetHashCode());
+}
+
+/// <summary>Reads and writes <see cref="ModuleSelector"/> as peft does: a JSON array of names or a string.</summary>
+public sealed class ModuleSelectorJsonConverter : JsonConverter<ModuleSelector>
+{
+    public override ModuleSelector? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        switch (reader.TokenType)
+        {
+            case JsonTokenType.Null: return null;
+            case JsonTokenType.String:
+                var s = reader.GetString()!;
+                return s == ModuleSelector.AllLinearShorthand ? ModuleSelector.AllLinear : ModuleSelector.Regex(s);
+            case JsonTokenType.StartArray:
+                var names = JsonSerializer.Deserialize<List<string>>(ref reader, options) ?? [];
+                return ModuleSelector.Of(names.ToArray());
+            default:
+                throw new JsonException($"Expected a list of module names or a string pattern, found {reader.TokenType}.");
+        }
+    }
+
+    public override void Write(Utf8JsonWriter writer, ModuleSelector value, JsonSerializerOptions options)
+    {
+        if (value.Names is not null)
+        {
+            writer.WriteStartArray();
+            foreach (var n in value.Names) writer.WriteStringValue(n);
+            writer.WriteEndArray();
+        }
+        else writer.WriteStringValue(value.Pattern);
+    }
+}

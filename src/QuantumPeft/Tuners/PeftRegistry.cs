@@ -1,0 +1,72 @@
+using QuantumPeft.Tuners.Lora;
+using QuantumPeft.Tuners.Quantum;
+
+namespace QuantumPeft.Tuners;
+
+/// <summary>One adapter method as a plug-in: its name in files, its config type, and how to build a branch.</summary>
+public abstract class PeftMethod
+{
+    /// <summary>The "peft_type" value in adapter_config.json.</summary>
+    public abstract string PeftType { get; }
+
+    /// <summary>The <see cref="PeftConfig"/> subtype that "peft_type" selects.</summary>
+    public abstract Type ConfigType { get; }
+
+    /// <summary>Key infixes that mark this method's tensors in adapter_model.safetensors (e.g. "lora_A.").</summary>
+    public abstract IReadOnlyList<string> KeyInfixes { get; }
+
+    /// <summary>Builds a fresh branch for the Linear at <paramref name="modulePath"/> (float32, CPU).</summary>
+    public abstract AdapterBranch CreateBranch(PeftConfig config, string modulePath, int inFeatures, int outFeatures, ICollection<string>? warnings);
+}
+
+/// <summary>Maps "peft_type" to its method, so a new adapter method is registered, not forked in.</summary>
+public static class PeftRegistry
+{
+    private static readonly Dictionary<string, PeftMethod> methods = new(StringComparer.Ordinal);
+
+    static PeftRegistry()
+    {
+        Register(new LoraMethod());
+        Register(new QuantumPeftMethod());
+    }
+
+    /// <summary>Adds (or replaces) a method.</summary>
+    public static void Register(PeftMethod method)
+    {
+        ArgumentNullException.ThrowIfNull(method);
+        if (!typeof(PeftConfig).IsAssignableFrom(method.ConfigType))
+            throw new ArgumentException($"{method.ConfigType} is not a PeftConfig.", nameof(method));
+        lock (methods) methods[method.PeftType] = method;
+    }
+
+    /// <summary>The registered "peft_type" names.</summary>
+    public static IReadOnlyList<string> Names { get { lock (methods) return methods.Keys.Order(StringComparer.Ordinal).ToList(); } }
+
+    /// <summary>The method registered under <paramref name="peftType"/>.</summary>
+    /// <exception cref="ArgumentException">Unknown type; the message lists the known ones.</exception>
+    public static PeftMethod Get(string peftType)
+    {
+        lock (methods)
+            return methods.TryGetValue(peftType, out var m) ? m
+                : throw new ArgumentException($"Unknown peft_type \"{peftType}\"; this library knows {string.Join(", ", methods.Keys.Order(StringComparer.Ordinal))}.", nameof(peftType));
+    }
+
+    /// <summary>The method of <paramref name="config"/>.</summary>
+    public static PeftMethod For(PeftConfig config) => Get(config.PeftType);
+}
+
+/// <summary>Deterministic per-module seeds, so that the same config on the same model gives the same adapter.</summary>
+public static class StableSeed
+{
+    /// <summary>FNV-1a of the parts, mixed with <paramref name="seed"/>; independent of .NET's randomised string hashing.</summary>
+    public static long For(long seed, params string[] parts)
+    {
+        ulong h = 14695981039346656037UL ^ (ulong)seed;
+        foreach (var p in parts)
+        {
+            foreach (var ch in p) { h ^= ch; h *= 1099511628211UL; }
+            h ^= 0xFF; h *= 1099511628211UL;
+        }
+        return (long)(h & 0x7FFF_FFFF_FFFF_FFFFUL);
+    }
+}

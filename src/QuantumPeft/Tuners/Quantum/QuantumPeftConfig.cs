@@ -1,0 +1,79 @@
+using System.Text.Json.Serialization;
+using QuantumPeft.Quantization;
+using QuantumPeft.Stiefel;
+
+namespace QuantumPeft.Tuners.Quantum;
+
+/// <summary>Quantum-PEFT settings (peft_type "QUANTUM_PEFT"): dW = (alpha / K) U diag(lambda) V^T with U, V from Stiefel maps.</summary>
+/// <remarks>
+/// <see cref="StiefelU"/> builds U (N_out x K) and <see cref="StiefelV"/> builds V (N_in x K); each carries the map kind,
+/// the Pauli circuit's layers L, entangler, gate order and the handling of N that is not a power of two.
+/// <see cref="Layers"/> and <see cref="Map"/> are shorthands that set both sides. Map parameters are seeded from
+/// <see cref="Seed"/> and the module path (FNV-1a), so the same config on the same model gives the same adapter.
+/// </remarks>
+public sealed record QuantumPeftConfig : PeftConfig
+{
+    /// <summary>"QUANTUM_PEFT".</summary>
+    public const string TypeName = "QUANTUM_PEFT";
+
+    public override string PeftType => TypeName;
+
+    /// <summary>Rank K (columns of U and V, entries of lambda).</summary>
+    public int R { get; init; } = 4;
+
+    /// <summary>alpha of the scaling s = alpha / K.</summary>
+    public double Alpha { get; init; } = 4;
+
+    /// <summary>Dropout probability on the input of the adapter path.</summary>
+    public double Dropout { get; init; }
+
+    /// <summary>The map that builds U (N_out x K).</summary>
+    public StiefelMapOptions StiefelU { get; init; } = new();
+
+    /// <summary>The map that builds V (N_in x K).</summary>
+    public StiefelMapOptions StiefelV { get; init; } = new();
+
+    /// <summary>Initial lambda: "zeros" (the adapted model equals the base model) or "random" (uniform in +-1, for tests).</summary>
+    public string InitLambda { get; init; } = "zeros";
+
+    /// <summary>Seed of the map parameters' initialisation (combined with each module's path).</summary>
+    public long Seed { get; init; }
+
+    /// <summary>Angle / lambda quantization (post-training or quantization-aware), or null for float32.</summary>
+    public QuantizationSettings? Quantization { get; init; }
+
+    /// <summary>Shorthand: the Pauli circuit's layers L on both sides.</summary>
+    [JsonIgnore]
+    public int Layers
+    {
+        get => StiefelU.Layers;
+        init { StiefelU = StiefelU with { Layers = value }; StiefelV = StiefelV with { Layers = value }; }
+    }
+
+    /// <summary>Shorthand: the map kind on both sides.</summary>
+    [JsonIgnore]
+    public StiefelMapKind Map
+    {
+        get => StiefelU.Kind;
+        init { StiefelU = StiefelU with { Kind = value }; StiefelV = StiefelV with { Kind = value }; }
+    }
+
+    /// <summary>s = alpha / K.</summary>
+    [JsonIgnore]
+    public double Scaling => Alpha / R;
+
+    public override void Validate()
+    {
+        base.Validate();
+        if (R < 1) throw new ArgumentException($"r (rank K) must be at least 1, got {R}.", nameof(R));
+        if (Dropout is < 0 or >= 1) throw new ArgumentException($"dropout must be in [0, 1), got {Dropout}.", nameof(Dropout));
+        if (InitLambda is not ("zeros" or "random")) throw new ArgumentException($"init_lambda must be \"zeros\" or \"random\", got \"{InitLambda}\".", nameof(InitLambda));
+        ArgumentNullException.ThrowIfNull(StiefelU, nameof(StiefelU));
+        ArgumentNullException.ThrowIfNull(StiefelV, nameof(StiefelV));
+        Quantization?.Validate();
+    }
+
+    /// <summary>Trainable numbers of one adapted out x in matrix: angles(U) + angles(V) + K, from the maps' own formulas.</summary>
+    public long CountParameters(int inFeatures, int outFeatures) =>
+        StiefelMaps.CountParameters(outFeatures, R, StiefelU) + StiefelMaps.CountParameters(inFeatures, R, StiefelV) + R;
+}
