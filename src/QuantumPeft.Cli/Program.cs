@@ -35,7 +35,10 @@ try
 catch (Exception e)
 {
     var inner = e is TargetInvocationException { InnerException: { } ie } ? ie : e;
-    Console.Error.WriteLine($"error: {inner.Message}");
+    var message = inner is ArgumentException { ParamName: { } name } ae
+        ? ae.Message.Replace($" (Parameter '{name}')", "")   // the message already names the argument
+        : inner.Message;
+    Console.Error.WriteLine($"error: {message}");
     if (Environment.GetEnvironmentVariable("QPEFT_DEBUG") == "1") Console.Error.WriteLine(inner);
     return 1;
 }

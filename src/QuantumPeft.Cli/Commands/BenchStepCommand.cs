@@ -1,0 +1,89 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using QuantumPeft.Data;
+using QuantumPeft.Models;
+using QuantumPeft.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace QuantumPeft.Cli.Commands;
+
+/// <summary><c>qpeft bench step</c>: training-step time of Quantum-PEFT against LoRA of the same rank, on the same batches.</summary>
+public sealed class BenchStepCommand : ICliCommand
+{
+    public string? Parent => "bench";
+
+    public Command Build()
+    {
+        var model = new Option<string>("--model") { DefaultValueFactory = _ => "minilm" };
+        var rank = new Option<int>("--rank") { DefaultValueFactory = _ => 4 };
+        var layers = new Option<int>("--layers") { DefaultValueFactory = _ => 1 };
+        var batch = new Option<int>("--batch-size") { DefaultValueFactory = _ => 16 };
+        var maxLength = new Option<int>("--max-length") { DefaultValueFactory = _ => 64 };
+        var steps = new Option<int>("--steps") { Description = "Timed steps per method per round.", DefaultValueFactory = _ => 5 };
+        var rounds = new Option<int>("--rounds") { Description = "Rounds; methods alternate within each round so drift hits both.", DefaultValueFactory = _ => 3 };
+        var threads = new Option<int>("--threads") { DefaultValueFactory = _ => 2 };
+        var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
+        var outDir = new Option<string>("--out") { DefaultValueFactory = _ => "out/bench-step" };
+        var cmd = new Command("step", "Time training steps of Quantum-PEFT vs LoRA (same rank, same batches); writes step.csv and step.md.");
+        foreach (var o in new Option[] { model, rank, layers, batch, maxLength, steps, rounds, threads, device, outDir }) cmd.Options.Add(o);
+        cmd.SetAction(parse =>
+        {
+            int nSteps = parse.GetValue(steps), nRounds = parse.GetValue(rounds), bs = parse.GetValue(batch);
+            if (nSteps < 1 || nRounds < 1 || bs < 1) throw new ArgumentException("--steps, --rounds and --batch-size must be at least 1.");
+            torch.set_num_threads(parse.GetValue(threads));
+            var dev = EmbedCommand.ParseDevice(parse.GetValue(device)!);
+            var folder = ModelResolver.Resolve(parse.GetValue(model)!);
+            var train = TextTasks.Load("sentiment").Train;
+            var batches = Enumerable.Range(0, nSteps).Select(i => train.Skip(i * bs).Take(bs).ToList()).ToList();
+
+            var methods = new[] { "quantum", "lora" };
+            var runners = methods.ToDictionary(m => m, m => new BertTextClassifier(folder, 2,
+                new FineTuneSpec { Method = m, Rank = parse.GetValue(rank), Layers = parse.GetValue(layers) }, parse.GetValue(maxLength), dev));
+            var optimizers = runners.ToDictionary(kv => kv.Key, kv => optim.AdamW(kv.Value.AdapterParameters.Concat(kv.Value.HeadParameters), 1e-3));
+            var times = methods.ToDictionary(m => m, _ => new List<double>());
+
+            void Step(string m, IReadOnlyList<TextExample> b)
+            {
+                using var scope = NewDisposeScope();
+                var runner = runners[m];
+                runner.SetTraining(true);
+                var logits = runner.Forward(b);
+                var labels = tensor(b.Select(e => (long)e.Label).ToArray(), device: dev);
+                var loss = nn.functional.cross_entropy(logits, labels);
+                optimizers[m].zero_grad();
+                loss.backward();
+                optimizers[m].step();
+                if (dev.type == DeviceType.CUDA) cuda.synchronize();
+            }
+
+            foreach (var m in methods) Step(m, batches[0]);   // warm-up
+            for (int r = 0; r < nRounds; r++)
+                foreach (var m in r % 2 == 0 ? methods : methods.Reverse())
+                    foreach (var b in batches)
+                    {
+                        var sw = Stopwatch.StartNew();
+                        Step(m, b);
+                        times[m].Add(sw.Elapsed.TotalMilliseconds);
+                    }
+
+            static double Median(List<double> v) { var s = v.Order().ToList(); return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2; }
+            var inv = CultureInfo.InvariantCulture;
+            var output = Path.GetFullPath(parse.GetValue(outDir)!);
+            Directory.CreateDirectory(output);
+            var csv = "method,rank,adapter_params,steps,median_step_ms\n" + string.Concat(methods.Select(m =>
+                string.Create(inv, $"{m},{parse.GetValue(rank)},{runners[m].Counts().Adapter},{times[m].Count},{Median(times[m]):F1}\n")));
+            double ratio = Median(times["quantum"]) / Median(times["lora"]);
+            var md = "| method | rank | adapter params | timed steps | median step (ms) |\n|---|---:|---:|---:|---:|\n" + string.Concat(methods.Select(m =>
+                string.Create(inv, $"| {m} | {parse.GetValue(rank)} | {runners[m].Counts().Adapter:N0} | {times[m].Count} | {Median(times[m]):F1} |\n")))
+                + string.Create(inv, $"\nquantum / lora step-time ratio (same run, same batches, alternating rounds): **{ratio:F3}**\n");
+            File.WriteAllText(Path.Combine(output, "step.csv"), csv);
+            File.WriteAllText(Path.Combine(output, "step.md"), md);
+            Console.Write(md);
+            foreach (var r in runners.Values) r.Dispose();
+            return 0;
+        });
+        return cmd;
+    }
+}
