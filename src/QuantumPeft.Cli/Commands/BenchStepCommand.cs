@@ -78,8 +78,8 @@ public sealed class BenchStepCommand : ICliCommand
             var md = "| method | rank | adapter params | timed steps | median step (ms) |\n|---|---:|---:|---:|---:|\n" + string.Concat(methods.Select(m =>
                 string.Create(inv, $"| {m} | {parse.GetValue(rank)} | {runners[m].Counts().Adapter:N0} | {times[m].Count} | {Median(times[m]):F1} |\n")))
                 + string.Create(inv, $"\nquantum / lora step-time ratio (same run, same batches, alternating rounds): **{ratio:F3}**\n");
-            File.WriteAllText(Path.Combine(output, "step.csv"), csv);
-            File.WriteAllText(Path.Combine(output, "step.md"), md);
+            Formats.AtomicFile.WriteAllText(Path.Combine(output, "step.csv"), csv);
+            Formats.AtomicFile.WriteAllText(Path.Combine(output, "step.md"), md);
             Console.Write(md);
             foreach (var r in runners.Values) r.Dispose();
             return 0;

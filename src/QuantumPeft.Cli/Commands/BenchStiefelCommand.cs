@@ -60,8 +60,8 @@ public sealed class BenchStiefelCommand : ICliCommand
             Console.WriteLine($"bench stiefel: N = {string.Join(",", ns)}, K = {kv}, L = {lv}, threads = {tv}, device = {dev}");
             var skipped = new List<string>();
             var rows = StiefelBenchmark.Run(settings, Console.WriteLine, skipped);
-            StiefelBenchmark.WriteAtomic(Path.Combine(dir, "stiefel.csv"), StiefelBenchmark.Csv(rows));
-            StiefelBenchmark.WriteAtomic(Path.Combine(dir, "stiefel.md"), StiefelBenchmark.Markdown(rows, settings, tv, skipped));
+            QuantumPeft.Formats.AtomicFile.WriteAllText(Path.Combine(dir, "stiefel.csv"), StiefelBenchmark.Csv(rows));
+            QuantumPeft.Formats.AtomicFile.WriteAllText(Path.Combine(dir, "stiefel.md"), StiefelBenchmark.Markdown(rows, settings, tv, skipped));
             StiefelBenchmark.Plot(rows, Path.Combine(dir, "stiefel.png"), kv, lv);
             Console.WriteLine($"wrote {Path.Combine(dir, "stiefel.csv")}, stiefel.md, stiefel.png");
             return 0;

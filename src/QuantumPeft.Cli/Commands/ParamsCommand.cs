@@ -20,19 +20,13 @@ public sealed class ParamsCommand : ICliCommand
             var dir = parse.GetValue(output)!;
             Directory.CreateDirectory(dir);
             var rows = ParameterTable.PaperRows();
-            WriteAtomic(Path.Combine(dir, "params.csv"), ParameterTable.ToCsv(rows));
-            WriteAtomic(Path.Combine(dir, "params.md"), ParameterTable.ToMarkdown(rows));
+            QuantumPeft.Formats.AtomicFile.WriteAllText(Path.Combine(dir, "params.csv"), ParameterTable.ToCsv(rows));
+            QuantumPeft.Formats.AtomicFile.WriteAllText(Path.Combine(dir, "params.md"), ParameterTable.ToMarkdown(rows));
             foreach (var r in rows.Where(r => r.Rank == 4 && r.Layers is null or 1))
                 Console.WriteLine($"{r.Model,-22} {r.Method,-15} K/r={r.Rank} {(r.Layers is { } l ? $"L={l}" : "   "),-4} {r.TrainableParams,12:N0}  ({r.RatioToLora:F1}x fewer than LoRA)");
             Console.WriteLine($"wrote {Path.Combine(dir, "params.csv")} and params.md ({rows.Count} rows)");
             return 0;
         });
         return cmd;
-    }
-
-    private static void WriteAtomic(string path, string text)
-    {
-        File.WriteAllText(path + ".tmp", text);
-        File.Move(path + ".tmp", path, overwrite: true);
     }
 }

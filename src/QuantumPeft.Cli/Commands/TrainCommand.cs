@@ -96,8 +96,7 @@ public sealed class TrainCommand : ICliCommand
                 ["steps"] = result.Steps, ["epochs"] = result.Epochs, ["seed"] = seedValue, ["saved"] = saved,
             };
             var resultsPath = Path.Combine(output, "results.json");
-            File.WriteAllText(resultsPath + ".tmp", JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }));
-            File.Move(resultsPath + ".tmp", resultsPath, overwrite: true);
+            Formats.AtomicFile.WriteAllText(resultsPath, JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }));
 
             AnsiConsole.MarkupLine(string.Create(CultureInfo.InvariantCulture,
                 $"[bold green]test {result.TestMetricName}: {result.TestMetric:F4}[/] (best validation {result.BestValidationMetric:F4} at epoch {result.BestEpoch}; {result.TrainSeconds:F0} s, {result.ExamplesPerSecond:F1} examples/s)"));

@@ -102,7 +102,7 @@ public static class BundledModels
             config["_name_or_path"] = "sentence-transformers/all-MiniLM-L6-v2";
             HfFolderWriter.Write(folder, config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }), import.Weights);
             File.WriteAllBytes(Path.Combine(folder, HfCheckpoint.Vocabulary), vocab);
-            HfFolderWriter.WriteText(Path.Combine(folder, HfCheckpoint.TokenizerConfig), new JsonObject
+            Formats.AtomicFile.WriteAllText(Path.Combine(folder, HfCheckpoint.TokenizerConfig), new JsonObject
             {
                 ["tokenizer_class"] = "BertTokenizer", ["do_lower_case"] = true, ["model_max_length"] = 512,
                 ["unk_token"] = "[UNK]", ["sep_token"] = "[SEP]", ["pad_token"] = "[PAD]", ["cls_token"] = "[CLS]", ["mask_token"] = "[MASK]",
@@ -118,7 +118,7 @@ public static class BundledModels
                     $"the imported MiniLM does not match a BertModel exactly: missing [{string.Join(", ", report.Missing)}], " +
                     $"unexpected [{string.Join(", ", report.Unexpected.Concat(report.Ignored))}], loaded {report.Loaded.Count} of {import.Weights.Count}.");
 
-            HfFolderWriter.WriteText(Path.Combine(folder, MarkerFile), JsonSerializer.Serialize(new
+            Formats.AtomicFile.WriteAllText(Path.Combine(folder, MarkerFile), JsonSerializer.Serialize(new
             {
                 importer_version = ImportVersion,
                 source = $"NuGet {ResourceAssembly} {SourceVersion()} (model.onnx, vocab.txt)",

@@ -243,12 +243,4 @@ public static class StiefelBenchmark
         plt.SavePng(tmp, 900, 600);
         File.Move(tmp, path, overwrite: true);
     }
-
-    /// <summary>Writes text to a temporary file beside <paramref name="path"/> and renames it into place.</summary>
-    public static void WriteAtomic(string path, string text)
-    {
-        var tmp = path + $".{Guid.NewGuid():N}.tmp";
-        File.WriteAllText(tmp, text);
-        File.Move(tmp, path, overwrite: true);
-    }
 }

@@ -104,10 +104,5 @@ public abstract record PeftConfig
     }
 
     /// <summary>Writes this config to a file atomically (temporary name, then rename).</summary>
-    public void Save(string path)
-    {
-        var tmp = path + ".tmp";
-        File.WriteAllText(tmp, ToJson() + "\n");
-        File.Move(tmp, path, overwrite: true);
-    }
+    public void Save(string path) => Formats.AtomicFile.WriteAllText(path, ToJson() + "\n");
 }

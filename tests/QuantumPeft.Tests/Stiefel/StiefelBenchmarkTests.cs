@@ -22,7 +22,7 @@ public class StiefelBenchmarkTests
         try
         {
             var csv = Path.Combine(dir, "stiefel.csv");
-            StiefelBenchmark.WriteAtomic(csv, StiefelBenchmark.Csv(rows));
+            QuantumPeft.Formats.AtomicFile.WriteAllText(csv, StiefelBenchmark.Csv(rows));
             var lines = File.ReadAllLines(csv);
             Assert.Equal("map,n,k,layers,params,forward_ms,backward_ms,orth_error", lines[0]);
             Assert.Equal(rows.Count + 1, lines.Length);

@@ -45,35 +45,18 @@ public static class HfFolderWriter
             }
             long total = tensors.Values.Sum(ByteSize);
             var index = new { metadata = new { total_size = total }, weight_map = weightMap };
-            WriteText(Path.Combine(folder, HfCheckpoint.SafetensorsIndex), JsonSerializer.Serialize(index, new JsonSerializerOptions { WriteIndented = true }));
+            AtomicFile.WriteAllText(Path.Combine(folder, HfCheckpoint.SafetensorsIndex), JsonSerializer.Serialize(index, new JsonSerializerOptions { WriteIndented = true }));
             written.Add(HfCheckpoint.SafetensorsIndex);
         }
         RemoveStaleWeights(folder, written);
-        WriteText(Path.Combine(folder, HfCheckpoint.ConfigFile), configJson);
+        AtomicFile.WriteAllText(Path.Combine(folder, HfCheckpoint.ConfigFile), configJson);
 
         if (copyTokenizerFrom is not null && Path.GetFullPath(copyTokenizerFrom) != Path.GetFullPath(folder))
             foreach (var file in TokenizerFiles)
             {
                 var from = Path.Combine(copyTokenizerFrom, file);
-                if (File.Exists(from)) WriteBytes(Path.Combine(folder, file), File.ReadAllBytes(from));
+                if (File.Exists(from)) AtomicFile.WriteAllBytes(Path.Combine(folder, file), File.ReadAllBytes(from));
             }
-    }
-
-    /// <summary>Writes a text file atomically (temporary name, then rename).</summary>
-    public static void WriteText(string path, string text) => WriteBytes(path, System.Text.Encoding.UTF8.GetBytes(text));
-
-    static void WriteBytes(string path, byte[] bytes)
-    {
-        var temp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            File.WriteAllBytes(temp, bytes);
-            File.Move(temp, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
     }
 
     // Greedy in name order, like transformers: a new shard starts when the next tensor would overflow this one.

@@ -48,9 +48,7 @@ public static class PeftAdapterFiles
                 moduleShapes.OrderBy(p => p.Key, StringComparer.Ordinal).ToDictionary(p => p.Key, p => new[] { p.Value.Out, p.Value.In }));
         SafetensorsFile.Write(Path.Combine(directory, WeightsFileName), tensors, metadata);
         var configPath = Path.Combine(directory, ConfigFileName);
-        var tmp = configPath + ".tmp";
-        File.WriteAllText(tmp, configJson.TrimEnd() + "\n");
-        File.Move(tmp, configPath, overwrite: true);
+        AtomicFile.WriteAllText(configPath, configJson.TrimEnd() + "\n");
     }
 
     /// <summary>Reads both files of an adapter folder.</summary>
