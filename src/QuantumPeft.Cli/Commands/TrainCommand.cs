@@ -21,6 +21,8 @@ public sealed class TrainCommand : ICliCommand
         var rank = new Option<int>("--rank") { Description = "Rank K (quantum) or r (lora).", DefaultValueFactory = _ => 4 };
         var layers = new Option<int>("--layers") { Description = "Pauli entanglement layers L.", DefaultValueFactory = _ => 1 };
         var map = new Option<string>("--map") { Description = "Stiefel map for U and V: pauli, taylor, matrix_exp, cayley, householder, givens.", DefaultValueFactory = _ => "pauli" };
+        var initScale = new Option<double>("--init-scale") { Description = "Quantum: initial angles uniform in +-this.", DefaultValueFactory = _ => 0.02 };
+        var alpha = new Option<double?>("--alpha") { Description = "Scaling numerator, s = alpha / rank. Default: 2 x rank." };
         var targets = new Option<string>("--targets") { Description = "all-linear, re:PATTERN, or names a,b,c.", DefaultValueFactory = _ => "all-linear" };
         var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 3 };
         var lr = new Option<double?>("--lr") { Description = "Adapter (or backbone) learning rate. Default: quantum 5e-3, lora 1e-3, full 5e-5." };
@@ -35,7 +37,7 @@ public sealed class TrainCommand : ICliCommand
         var resume = new Option<bool>("--resume") { Description = "Continue a stopped run from the checkpoint in --out." };
 
         var cmd = new Command("train", "Fine-tune a model on a text task (default: Quantum-PEFT on the bundled MiniLM, sentiment).");
-        foreach (var o in new Option[] { model, task, dataDir, method, rank, layers, map, targets, epochs, lr, headLr, batch, maxLength, maxSteps, seed, device, threads, outDir, resume })
+        foreach (var o in new Option[] { model, task, dataDir, method, rank, layers, map, initScale, alpha, targets, epochs, lr, headLr, batch, maxLength, maxSteps, seed, device, threads, outDir, resume })
             cmd.Options.Add(o);
 
         cmd.SetAction(parse =>
@@ -53,6 +55,7 @@ public sealed class TrainCommand : ICliCommand
             {
                 Method = m, Rank = parse.GetValue(rank), Layers = parse.GetValue(layers), Map = parse.GetValue(map)!,
                 Targets = parse.GetValue(targets)!, Seed = seedValue,
+                InitScale = parse.GetValue(initScale), Alpha = parse.GetValue(alpha),
             };
             torch.manual_seed(seedValue);
             using var classifier = new BertTextClassifier(folder, data.NumLabels, spec, parse.GetValue(maxLength), dev);
@@ -94,6 +97,9 @@ public sealed class TrainCommand : ICliCommand
                 ["test_metrics"] = result.TestMetrics, ["best_validation_metric"] = result.BestValidationMetric, ["best_epoch"] = result.BestEpoch,
                 ["train_seconds"] = result.TrainSeconds, ["examples_per_second"] = result.ExamplesPerSecond,
                 ["steps"] = result.Steps, ["epochs"] = result.Epochs, ["seed"] = seedValue, ["saved"] = saved,
+                ["lr"] = options.AdapterLearningRate, ["head_lr"] = options.HeadLearningRate, ["alpha"] = spec.Alpha ?? 2.0 * spec.Rank,
+                ["init_scale"] = spec.InitScale, ["batch_size"] = options.BatchSize, ["max_length"] = parse.GetValue(maxLength),
+                ["threads"] = torch.get_num_threads(), ["device"] = dev.ToString(),
             };
             var resultsPath = Path.Combine(output, "results.json");
             Formats.AtomicFile.WriteAllText(resultsPath, JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }));

@@ -26,6 +26,8 @@ public sealed record FineTuneSpec
     /// <summary>Scaling numerator: s = alpha / rank. Null means 2 x rank (s = 2) for both methods.</summary>
     public double? Alpha { get; init; }
     public long Seed { get; init; } = 42;
+    /// <summary>Quantum: initial map parameters uniform in +-InitScale (angles, for Pauli).</summary>
+    public double InitScale { get; init; } = 0.02;
 
     public static readonly string[] Methods = ["quantum", "lora", "head", "full"];
 }
@@ -65,8 +67,8 @@ public sealed class BertTextClassifier : ITrainableClassifier, IDisposable
                     ? new QuantumPeftConfig
                     {
                         R = spec.Rank, Alpha = spec.Alpha ?? 2.0 * spec.Rank, Seed = spec.Seed,
-                        StiefelU = new StiefelMapOptions { Kind = StiefelMaps.Parse(spec.Map), Layers = spec.Layers },
-                        StiefelV = new StiefelMapOptions { Kind = StiefelMaps.Parse(spec.Map), Layers = spec.Layers },
+                        StiefelU = new StiefelMapOptions { Kind = StiefelMaps.Parse(spec.Map), Layers = spec.Layers, InitScale = spec.InitScale },
+                        StiefelV = new StiefelMapOptions { Kind = StiefelMaps.Parse(spec.Map), Layers = spec.Layers, InitScale = spec.InitScale },
                         TargetModules = ModuleSelector.Parse(spec.Targets), ModulesToSave = ["classifier"],
                         BaseModelNameOrPath = modelFolder, TaskType = "SEQ_CLS",
                     }
