@@ -170,7 +170,14 @@ public sealed class BertTextClassifier : ITrainableClassifier, IDisposable
             log: m => { if (!m.StartsWith("note:", StringComparison.Ordinal)) Console.Error.WriteLine(m); });
         try
         {
-            var peft = PeftModel.Load(model, adapterFolder, warnings: warnings);
+            PeftModel peft;
+            try { peft = PeftModel.Load(model, adapterFolder, warnings: warnings); }
+            catch (Exception e) when (e is InvalidDataException or ArgumentException)
+            {
+                var trainedOn = PeftConfig.Load(Path.Combine(adapterFolder, PeftAdapterFiles.ConfigFileName), []).BaseModelNameOrPath;
+                throw new InvalidDataException($"adapter '{Path.GetFullPath(adapterFolder)}' does not fit model '{modelFolder}': {e.Message} " +
+                    $"Expected the model the adapter was trained on{(trainedOn is null ? "" : $" (its adapter_config.json names '{trainedOn}')")}.", e);
+            }
             var spec = new FineTuneSpec { Method = peft.ActiveConfig.PeftType == "LORA" ? "lora" : "quantum" };
             return new BertTextClassifier(modelFolder, encoder, model, peft, spec, maxLength, device ?? CPU);
         }
