@@ -32,12 +32,13 @@ public static class TrainingProgressDisplay
             });
     }
 
-    /// <summary>The text of a train report: step, epoch, loss, learning rate, throughput, ETA.</summary>
-    public static string Describe(TrainingProgress p)
+    /// <summary>The text of a train report: step, epoch, loss, (learning rate,) throughput, ETA.</summary>
+    public static string Describe(TrainingProgress p, bool withLearningRate = true)
     {
         var eta = p.Eta is { } e ? $"{(int)e.TotalMinutes}:{e.Seconds:00}" : "--:--";
+        var lr = withLearningRate ? string.Create(CultureInfo.InvariantCulture, $" lr {p.LearningRate:E1}") : "";
         return string.Create(CultureInfo.InvariantCulture,
-            $"step {p.Step}/{p.TotalSteps} epoch {p.Epoch}/{p.Epochs} loss {p.Loss:F4} lr {p.LearningRate:E1} {p.ExamplesPerSecond:F1} ex/s ETA {eta}");
+            $"step {p.Step}/{p.TotalSteps} epoch {p.Epoch}/{p.Epochs} loss {p.Loss:F4}{lr} {p.ExamplesPerSecond:F1} ex/s ETA {eta}");
     }
 
     /// <summary>The line printed after an evaluation, or null for a train report.</summary>
@@ -65,6 +66,7 @@ public static class TrainingProgressDisplay
             }
             int every = Math.Max(1, (int)Math.Ceiling(p.TotalSteps / 10.0));
             bool epochEnd = StepsPerEpoch > 0 && p.Step % StepsPerEpoch == 0;
+            if (p.Phase != "train") return;
             if (p.Step % every != 0 && !epochEnd && p.Step != p.TotalSteps) return;
             int width = 30, filled = p.TotalSteps == 0 ? 0 : (int)Math.Round(width * (double)p.Step / p.TotalSteps);
             output.WriteLine($"  [{new string('#', filled)}{new string('.', width - filled)}] {Describe(p)}");
@@ -81,9 +83,15 @@ public static class TrainingProgressDisplay
                 AnsiConsole.MarkupLine(Markup.Escape(line));
                 return;
             }
+            if (p.Phase == "evaluating")
+            {
+                task.Description = Markup.Escape($"epoch {p.Epoch}/{p.Epochs}: evaluating {p.Split}...");
+                return;
+            }
             task.MaxValue = Math.Max(1, p.TotalSteps);
             task.Value = p.Step;
-            task.Description = Markup.Escape(Describe(p));
+            // No learning rate here: the line must fit a terminal next to the bar.
+            task.Description = Markup.Escape(Describe(p, withLearningRate: false));
         }
     }
 }

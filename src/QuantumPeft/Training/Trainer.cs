@@ -199,6 +199,7 @@ public sealed class Trainer
 
         Dictionary<string, double> EvaluateAndLog(string split, IReadOnlyList<TextExample> examples, int atStep, int atEpoch, Action<TrainingLogEntry> log)
         {
+            _progress?.Report(new TrainingProgress("evaluating", atStep, totalSteps, Math.Max(1, atEpoch), o.Epochs, lastLoss, ExamplesPerSecond(), null, AdapterLr(), Split: split));
             var metrics = Evaluate(examples);
             log(new TrainingLogEntry("eval", atStep, atEpoch, Split: split, Metrics: metrics));
             _progress?.Report(new TrainingProgress("eval", atStep, totalSteps, Math.Max(1, atEpoch), o.Epochs, lastLoss, ExamplesPerSecond(), null, AdapterLr(), metrics, split));

@@ -71,11 +71,15 @@ public sealed class CliCommandTests : IDisposable
         {
             plain.Report(new TrainingProgress("train", step, 95, (step - 1) / 40 + 1, 3, 0.5, 12.0, TimeSpan.FromSeconds(95 - step), 1e-3));
             if (step % 40 == 0)
+            {
+                plain.Report(new TrainingProgress("evaluating", step, 95, step / 40, 3, 0.5, 12.0, null, 1e-3, Split: "validation"));
                 plain.Report(new TrainingProgress("eval", step, 95, step / 40, 3, 0.5, 12.0, null, 1e-3, new Dictionary<string, double> { ["accuracy"] = 0.75 }, "validation"));
+            }
         }
         var lines = output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
         var steps = lines.Where(l => l.Contains("] step ")).Select(l => int.Parse(l.Split("step ")[1].Split('/')[0])).ToList();
         Assert.Equal([10, 20, 30, 40, 50, 60, 70, 80, 90, 95], steps);
         Assert.Equal(2, lines.Count(l => l.Contains("validation: accuracy 0.7500")));
+        Assert.Equal(12, lines.Length);   // the "evaluating" reports print nothing
     }
 }
