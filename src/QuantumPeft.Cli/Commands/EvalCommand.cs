@@ -74,7 +74,12 @@ public sealed class EvalCommand : ICliCommand
                     ["examples"] = splits.ToDictionary(s => s, s => ClassifierEvaluation.Split(data, s).Count),
                     ["metrics"] = metrics,
                 };
-                Formats.AtomicFile.WriteAllText(full, JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }) + "\n");
+                Formats.AtomicFile.WriteAllText(full, JsonSerializer.Serialize(json, new JsonSerializerOptions
+                {
+                    WriteIndented = true,
+                    // A metric can be NaN (e.g. a correlation of constant predictions); write it rather than fail.
+                    NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+                }) + "\n");
                 Console.WriteLine($"metrics: {full}");
             }
             return 0;
