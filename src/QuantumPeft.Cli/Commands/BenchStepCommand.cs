@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using QuantumPeft.Data;
 using QuantumPeft.Models;
+using QuantumPeft.Stiefel;
 using QuantumPeft.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -26,8 +27,9 @@ public sealed class BenchStepCommand : ICliCommand
         var threads = new Option<int>("--threads") { DefaultValueFactory = _ => 2 };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
         var outDir = new Option<string>("--out") { DefaultValueFactory = _ => "out/bench-step" };
+        var unbatched = new Option<bool>("--unbatched") { Description = "Also time Quantum-PEFT with each circuit evaluated alone (no PauliCircuitBatch)." };
         var cmd = new Command("step", "Time training steps of Quantum-PEFT vs LoRA (same rank, same batches); writes step.csv and step.md.");
-        foreach (var o in new Option[] { model, rank, layers, batch, maxLength, steps, rounds, threads, device, outDir }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { model, rank, layers, batch, maxLength, steps, rounds, threads, device, outDir, unbatched }) cmd.Options.Add(o);
         cmd.SetAction(parse =>
         {
             int nSteps = parse.GetValue(steps), nRounds = parse.GetValue(rounds), bs = parse.GetValue(batch);
@@ -38,15 +40,17 @@ public sealed class BenchStepCommand : ICliCommand
             var train = TextTasks.Load("sentiment").Train;
             var batches = Enumerable.Range(0, nSteps).Select(i => train.Skip(i * bs).Take(bs).ToList()).ToList();
 
-            var methods = new[] { "quantum", "lora" };
+            // "quantum-unbatched" is the same adapter with every Pauli circuit evaluated on its own.
+            var methods = parse.GetValue(unbatched) ? new[] { "quantum", "lora", "quantum-unbatched" } : new[] { "quantum", "lora" };
             var runners = methods.ToDictionary(m => m, m => new BertTextClassifier(folder, 2,
-                new FineTuneSpec { Method = m, Rank = parse.GetValue(rank), Layers = parse.GetValue(layers) }, parse.GetValue(maxLength), dev));
+                new FineTuneSpec { Method = m.Split('-')[0], Rank = parse.GetValue(rank), Layers = parse.GetValue(layers) }, parse.GetValue(maxLength), dev));
             var optimizers = runners.ToDictionary(kv => kv.Key, kv => optim.AdamW(kv.Value.AdapterParameters.Concat(kv.Value.HeadParameters), 1e-3));
             var times = methods.ToDictionary(m => m, _ => new List<double>());
 
             void Step(string m, IReadOnlyList<TextExample> b)
             {
                 using var scope = NewDisposeScope();
+                PauliCircuitBatch.Enabled = m != "quantum-unbatched";
                 var runner = runners[m];
                 runner.SetTraining(true);
                 var logits = runner.Forward(b);
@@ -60,7 +64,7 @@ public sealed class BenchStepCommand : ICliCommand
 
             foreach (var m in methods) Step(m, batches[0]);   // warm-up
             for (int r = 0; r < nRounds; r++)
-                foreach (var m in r % 2 == 0 ? methods : methods.Reverse())
+                foreach (var m in r % 2 == 0 ? methods : methods.Reverse().ToArray())
                     foreach (var b in batches)
                     {
                         var sw = Stopwatch.StartNew();
@@ -77,7 +81,8 @@ public sealed class BenchStepCommand : ICliCommand
             double ratio = Median(times["quantum"]) / Median(times["lora"]);
             var md = "| method | rank | adapter params | timed steps | median step (ms) |\n|---|---:|---:|---:|---:|\n" + string.Concat(methods.Select(m =>
                 string.Create(inv, $"| {m} | {parse.GetValue(rank)} | {runners[m].Counts().Adapter:N0} | {times[m].Count} | {Median(times[m]):F1} |\n")))
-                + string.Create(inv, $"\nquantum / lora step-time ratio (same run, same batches, alternating rounds): **{ratio:F3}**\n");
+                + string.Create(inv, $"\nquantum / lora step-time ratio (same run, same batches, alternating rounds): **{ratio:F3}**\n")
+                + (times.ContainsKey("quantum-unbatched") ? string.Create(inv, $"quantum-unbatched / quantum (what batching the circuits saves): {Median(times["quantum-unbatched"]) / Median(times["quantum"]):F3}\n") : "");
             Formats.AtomicFile.WriteAllText(Path.Combine(output, "step.csv"), csv);
             Formats.AtomicFile.WriteAllText(Path.Combine(output, "step.md"), md);
             Console.Write(md);

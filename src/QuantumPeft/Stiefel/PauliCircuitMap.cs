@@ -35,6 +35,7 @@ public sealed class PauliCircuitMap : StiefelMap
     readonly int[] dims;
     readonly Step[] steps;
     readonly long count;
+    readonly DeviceCache identity;
 
     /// <summary>One step of the circuit: rotations on a contiguous range of qudits, or a CZ sign pattern.</summary>
     internal sealed record Step(int FirstQudit, int QuditCount, DeviceCache? Signs);
@@ -57,6 +58,8 @@ public sealed class PauliCircuitMap : StiefelMap
         count = CountParameters(dims, options.Layers, options.GateOrder);
         theta = init.Vector(count);
         register_parameter("theta", theta);
+        identity = new DeviceCache((device, dtype) => eye(n, k, dtype: dtype, device: device));
+        ShapeKey = $"pauli:{n}x{k}:[{string.Join(",", dims)}]:L{options.Layers}:{options.GateOrder}:{options.Entangler}";
     }
 
     /// <summary>
@@ -119,44 +122,54 @@ public sealed class PauliCircuitMap : StiefelMap
         return new DeviceCache((device, dtype) => tensor(signs, new long[] { signs.Length, 1 }, dtype, device));
     }
 
+    /// <summary>The angle vector (length <see cref="ParameterCount"/>).</summary>
+    internal TorchSharp.Modules.Parameter Theta => theta;
+
+    /// <summary>
+    /// Identifies the circuit up to its angles: maps with equal keys run the same plan, so
+    /// <see cref="Evaluate"/> of one of them can evaluate all of them at once.
+    /// </summary>
+    internal string ShapeKey { get; }
+
     /// <inheritdoc/>
-    public override Tensor Compute()
+    public override Tensor Compute() => Evaluate(theta.unsqueeze(0)).squeeze(0);
+
+    /// <summary>Runs this circuit's plan on B angle vectors at once: [B, count] to [B, N, K].</summary>
+    /// <remarks>
+    /// One batched pass costs about what one circuit does: at these sizes the time goes to per-operation overhead,
+    /// not arithmetic, so the adapters of a whole model are evaluated in a handful of operations, not thousands.
+    /// </remarks>
+    internal Tensor Evaluate(Tensor thetas)
     {
-        var x = eye(N, K, dtype: theta.dtype, device: theta.device);
-        var half = theta * 0.5;
+        if (thetas.dim() != 2 || thetas.shape[1] != count)
+            throw new ArgumentException($"Expected angles of shape [B, {count}], got [{string.Join(", ", thetas.shape)}].", nameof(thetas));
+        long batch = thetas.shape[0];
+        var x = identity.Get(thetas.device, thetas.dtype).expand(batch, N, K);
+        var half = thetas * 0.5;
         var cos = half.cos();
         var sin = half.sin();
+        // Every angle's 2x2 RY in one stack; a qubit takes its matrix with one select.
+        var ry = stack(new[] { cos, -sin, sin, cos }, -1).view(batch, count, 2, 2);
         long offset = 0;
         foreach (var step in steps)
         {
-            if (step.Signs is { } signs) { x = x * signs.Get(theta.device, theta.dtype); continue; }
-            Tensor[] mats;
-            if (dims.Skip(step.FirstQudit).Take(step.QuditCount).All(d => d == 2))
+            if (step.Signs is { } signs) { x = x * signs.Get(thetas.device, thetas.dtype); continue; }
+            var mats = new Tensor[step.QuditCount];
+            for (int j = 0; j < step.QuditCount; j++)
             {
-                // All qubits: every 2x2 RY of the layer from one stack.
-                var c = cos.narrow(0, offset, step.QuditCount);
-                var s = sin.narrow(0, offset, step.QuditCount);
-                mats = stack(new[] { c, -s, s, c }, 1).view(step.QuditCount, 2, 2).unbind(0);
-                offset += step.QuditCount;
-            }
-            else
-            {
-                mats = new Tensor[step.QuditCount];
-                for (int j = 0; j < step.QuditCount; j++)
-                {
-                    int d = dims[step.FirstQudit + j];
-                    mats[j] = Rotation(d, cos.narrow(0, offset, d - 1), sin.narrow(0, offset, d - 1));
-                    offset += d - 1;
-                }
+                int d = dims[step.FirstQudit + j];
+                mats[j] = d == 2 ? ry.select(1, offset) : Rotation(d, cos.narrow(1, offset, d - 1), sin.narrow(1, offset, d - 1));
+                offset += d - 1;
             }
             x = ApplyRotations(x, step.FirstQudit, mats);
         }
         return x;
     }
 
-    /// <summary>Applies one rotation per qudit (starting at qudit <paramref name="first"/>), grouped into Kronecker factors.</summary>
+    /// <summary>Applies one rotation ([B, d, d]) per qudit, starting at qudit <paramref name="first"/>, grouped into Kronecker factors.</summary>
     Tensor ApplyRotations(Tensor x, int first, Tensor[] mats)
     {
+        long batch = x.shape[0];
         int j = 0;
         while (j < mats.Length)
         {
@@ -169,27 +182,33 @@ public sealed class PauliCircuitMap : StiefelMap
             j++;
             while (j < mats.Length && size * dims[first + j] <= GroupDimension)
             {
-                group = kron(mats[j], group);
-                size *= dims[first + j];
+                long d = dims[first + j];
+                group = (mats[j].view(batch, d, 1, d, 1) * group.view(batch, 1, size, 1, size)).view(batch, d * size, d * size);
+                size *= d;
                 j++;
             }
             long outer = N / (inner * size);
-            x = matmul(group, x.view(outer, size, inner * K)).view(N, K);
+            x = einsum("bij,bojk->boik", group, x.reshape(batch, outer, size, inner * K)).reshape(batch, N, K);
         }
         return x;
     }
 
-    /// <summary>The generalised RY of a qudit of dimension d from the cosines and sines of its half-angles.</summary>
+    /// <summary>The generalised RY of a qudit of dimension d from the cosines and sines of its half-angles ([..., d - 1] to [..., d, d]).</summary>
     internal static Tensor Rotation(int d, Tensor cos, Tensor sin)
     {
-        if (d == 2) return stack(new[] { cos, -sin, sin, cos }).view(2, 2);
+        var lead = cos.shape[..^1];
+        if (d == 2)
+        {
+            var (c, s) = (cos.select(-1, 0), sin.select(-1, 0));
+            return stack(new[] { c, -s, s, c }, -1).view([.. lead, 2, 2]);
+        }
         // R = G_(d-2) ... G_0 I, built row pair by row pair: O(d^2), not d matrix products of O(d^3).
         var rows = eye(d, dtype: cos.dtype, device: cos.device).unbind(0);
         for (int j = 0; j < d - 1; j++)
         {
-            var (c, s) = (cos[j], sin[j]);
+            var (c, s) = (cos.narrow(-1, j, 1), sin.narrow(-1, j, 1));
             (rows[j], rows[j + 1]) = (c * rows[j] - s * rows[j + 1], s * rows[j] + c * rows[j + 1]);
         }
-        return stack(rows);
+        return stack(rows.Select(r => r.expand([.. lead, d])).ToArray(), -2);
     }
 }

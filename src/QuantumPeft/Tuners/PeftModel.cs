@@ -75,6 +75,7 @@ public sealed class PeftModel
         var targets = ResolveTargets(config, saveModules);
         foreach (var p in Model.parameters()) p.requires_grad = false;
 
+        var branches = new List<AdapterBranch>();
         foreach (var path in targets)
         {
             var module = ModuleTree.Get(Model, path);
@@ -85,8 +86,11 @@ public sealed class PeftModel
                 wrapper = new AdaptedLinear((Linear)module);
                 ModuleTree.Replace(Model, path, wrapper);
             }
-            wrapper.AddAdapter(adapterName, method.CreateBranch(config, path, wrapper.InFeatures, wrapper.OutFeatures, Warnings));
+            var branch = method.CreateBranch(config, path, wrapper.InFeatures, wrapper.OutFeatures, Warnings);
+            wrapper.AddAdapter(adapterName, branch);
+            branches.Add(branch);
         }
+        method.AdapterCreated(branches);
         configs[adapterName] = config;
         activeAdapter ??= adapterName;
         ApplyActiveAndGrad();

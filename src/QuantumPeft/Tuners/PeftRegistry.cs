@@ -17,6 +17,9 @@ public abstract class PeftMethod
 
     /// <summary>Builds a fresh branch for the Linear at <paramref name="modulePath"/> (float32, CPU).</summary>
     public abstract AdapterBranch CreateBranch(PeftConfig config, string modulePath, int inFeatures, int outFeatures, ICollection<string>? warnings);
+
+    /// <summary>Called once with all branches of a newly added adapter, e.g. to share work between them.</summary>
+    public virtual void AdapterCreated(IReadOnlyList<AdapterBranch> branches) { }
 }
 
 /// <summary>Maps "peft_type" to its method, so a new adapter method is registered, not forked in.</summary>

@@ -59,6 +59,9 @@ public sealed class QuantumBranch : AdapterBranch
         RegisterComponents();
     }
 
+    /// <summary>Evaluates U and V together with other branches' circuits (set by the adapter's method); null: alone.</summary>
+    public PauliCircuitBatch? CircuitBatch { get; set; }
+
     /// <summary>The map producing U.</summary>
     public StiefelMap MapU => qpeft_U;
 
@@ -73,12 +76,14 @@ public sealed class QuantumBranch : AdapterBranch
     /// <summary>U (out x K), V (in x K) and s * lambda as used by forward (quantized with a straight-through estimator when aware).</summary>
     public (Tensor U, Tensor V, Tensor ScaledLambda) Factors()
     {
-        var u = Aware && Quantization!.AngleBits is { } ab ? Ste(qpeft_U, ref shadowU, optionsU, ab) : qpeft_U.Compute();
-        var v = Aware && Quantization!.AngleBits is { } ab2 ? Ste(qpeft_V, ref shadowV, optionsV, ab2) : qpeft_V.Compute();
+        var u = Aware && Quantization!.AngleBits is { } ab ? Ste(qpeft_U, ref shadowU, optionsU, ab) : Compute(qpeft_U);
+        var v = Aware && Quantization!.AngleBits is { } ab2 ? Ste(qpeft_V, ref shadowV, optionsV, ab2) : Compute(qpeft_V);
         Tensor lambda = qpeft_lambda;
         if (Aware && Quantization!.LambdaBits is { } lb) lambda = UniformQuantizer.FakeQuantizeSymmetric(lambda, lb);
         return (u.to(ScalarType.Float32), v.to(ScalarType.Float32), lambda * Scaling);
     }
+
+    private Tensor Compute(StiefelMap map) => CircuitBatch is { } batch ? batch.Compute(map) : map.Compute();
 
     // Straight-through at the map's output: forward uses the map evaluated at quantized parameters, the gradient is the
     // float map's (in-place swaps of the trained parameters would corrupt autograd's saved tensors).

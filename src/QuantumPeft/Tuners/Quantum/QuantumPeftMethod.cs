@@ -1,3 +1,5 @@
+using QuantumPeft.Stiefel;
+
 namespace QuantumPeft.Tuners.Quantum;
 
 /// <summary>Registers Quantum-PEFT ("QUANTUM_PEFT") with <see cref="PeftRegistry"/>.</summary>
@@ -11,5 +13,17 @@ public sealed class QuantumPeftMethod : PeftMethod
     {
         var c = (QuantumPeftConfig)config;
         return new QuantumBranch(inFeatures, outFeatures, c, StableSeed.For(c.Seed, modulePath, "U"), StableSeed.For(c.Seed, modulePath, "V"));
+    }
+
+    /// <summary>Lets the adapter's Pauli circuits be evaluated together, one batched circuit per shape.</summary>
+    public override void AdapterCreated(IReadOnlyList<AdapterBranch> branches)
+    {
+        var batch = new PauliCircuitBatch();
+        foreach (var branch in branches.OfType<QuantumBranch>())
+        {
+            batch.Add(branch.MapU);
+            batch.Add(branch.MapV);
+            branch.CircuitBatch = batch;
+        }
     }
 }
