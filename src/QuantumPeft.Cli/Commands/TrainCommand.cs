@@ -73,15 +73,14 @@ public sealed class TrainCommand : ICliCommand
                 AdapterLearningRate = parse.GetValue(lr) ?? defaultLr, HeadLearningRate = parse.GetValue(headLr),
                 Seed = seedValue, OutputDir = output, Resume = parse.GetValue(resume), MaxSteps = parse.GetValue(maxSteps),
             };
-            var trainer = new Trainer(classifier, data, options, new ConsoleProgress());
-            var result = trainer.Run();
+            var result = TrainingProgressDisplay.Train(TrainingProgressDisplay.IsInteractive, progress => new Trainer(classifier, data, options, progress));
 
             Directory.CreateDirectory(output);
             string saved;
             if (classifier.Peft is { } p)
             {
                 saved = Path.Combine(output, "adapter");
-                p.Save(saved);
+                classifier.SaveAdapter(saved);
             }
             else
             {
@@ -111,23 +110,5 @@ public sealed class TrainCommand : ICliCommand
             return 0;
         });
         return cmd;
-    }
-
-    /// <summary>Prints progress synchronously (Progress&lt;T&gt; would post to the thread pool and reorder lines).</summary>
-    sealed class ConsoleProgress : IProgress<TrainingProgress>
-    {
-        public void Report(TrainingProgress p)
-        {
-            if (p.Phase == "eval" && p.Metrics is { } metrics)
-            {
-                var text = string.Join(", ", metrics.Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value:F4}")));
-                Console.WriteLine($"  epoch {p.Epoch}/{p.Epochs} {p.Split}: {text}");
-                return;
-            }
-            int width = 30, filled = p.TotalSteps == 0 ? 0 : (int)Math.Round(width * (double)p.Step / p.TotalSteps);
-            var eta = p.Eta is { } e ? $"{(int)e.TotalMinutes}:{e.Seconds:00}" : "--:--";
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  [{new string('#', filled)}{new string('.', width - filled)}] step {p.Step}/{p.TotalSteps} epoch {p.Epoch}/{p.Epochs} loss {p.Loss:F4} lr {p.LearningRate:E1} {p.ExamplesPerSecond:F1} ex/s ETA {eta}"));
-        }
     }
 }

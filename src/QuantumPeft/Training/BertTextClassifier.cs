@@ -1,4 +1,7 @@
 using QuantumPeft.Data;
+using QuantumPeft.Formats;
+using QuantumPeft.Formats.Peft;
+using QuantumPeft.Formats.Safetensors;
 using QuantumPeft.Models.Bert;
 using QuantumPeft.Stiefel;
 using QuantumPeft.Tuners;
@@ -42,10 +45,15 @@ public sealed class BertTextClassifier : ITrainableClassifier, IDisposable
 
     /// <summary>The wrapped model (adapters injected in place when the method is quantum or lora).</summary>
     public BertForSequenceClassification Model { get; }
-    /// <summary>The adapter handle; null for head-only and full fine-tuning.</summary>
-    public PeftModel? Peft { get; }
+    /// <summary>The adapter handle; null for head-only and full fine-tuning, and after <see cref="SaveMerged"/>.</summary>
+    public PeftModel? Peft { get; private set; }
     public FineTuneSpec Spec { get; }
     public Device Device { get; }
+    /// <summary>The Hugging Face folder the base model (and tokenizer) came from.</summary>
+    public string ModelFolder { get; }
+
+    /// <summary>Safetensors metadata key of an adapter file that records the pooling head ("mean" or "pooler") it was trained with.</summary>
+    public const string HeadMetadataKey = "qpeft_head";
 
     public BertTextClassifier(string modelFolder, int numLabels, FineTuneSpec spec, int maxLength = 128, Device? device = null)
     {
@@ -54,6 +62,7 @@ public sealed class BertTextClassifier : ITrainableClassifier, IDisposable
         if (maxLength < 8) throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength, "max length must be at least 8 tokens.");
         Spec = spec;
         Device = device ?? CPU;
+        ModelFolder = modelFolder;
         _maxLength = maxLength;
         _encoder = BertTextEncoder.FromFolder(modelFolder);
         Model = BertForSequenceClassification.FromPretrained(modelFolder, numLabels, seed: spec.Seed);
@@ -100,6 +109,118 @@ public sealed class BertTextClassifier : ITrainableClassifier, IDisposable
                 }
                 break;
         }
+    }
+
+    // A saved classifier, for inference: nothing trains.
+    BertTextClassifier(string modelFolder, BertTextEncoder encoder, BertForSequenceClassification model, PeftModel? peft, FineTuneSpec spec, int maxLength, Device device)
+    {
+        if (maxLength < 8) throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength, "max length must be at least 8 tokens.");
+        ModelFolder = modelFolder;
+        _encoder = encoder;
+        Model = model;
+        Peft = peft;
+        Spec = spec;
+        _maxLength = maxLength;
+        Device = device;
+        Model.to(Device);
+        Model.eval();
+    }
+
+    /// <summary>
+    /// The label count and pooling head of an adapter folder: the rows of its classifier weight
+    /// (base_model.model.classifier.weight, saved as modules_to_save) and its <see cref="HeadMetadataKey"/> metadata
+    /// ("mean", the trainer's head, when absent). Reads only the file header.
+    /// </summary>
+    /// <exception cref="DirectoryNotFoundException">No such folder.</exception>
+    /// <exception cref="FileNotFoundException">adapter_config.json or adapter_model.safetensors is missing.</exception>
+    /// <exception cref="InvalidDataException">The adapter holds no classifier head, or names an unknown head.</exception>
+    public static (int NumLabels, string Head) ReadAdapterHead(string adapterFolder)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(adapterFolder);
+        var folder = Path.GetFullPath(adapterFolder);
+        if (!Directory.Exists(folder))
+            throw new DirectoryNotFoundException($"adapter folder not found: '{folder}' (expected a folder with {PeftAdapterFiles.ConfigFileName} and {PeftAdapterFiles.WeightsFileName}, e.g. DIR/adapter written by qpeft train --out DIR).");
+        foreach (var file in new[] { PeftAdapterFiles.ConfigFileName, PeftAdapterFiles.WeightsFileName })
+            if (!File.Exists(Path.Combine(folder, file)))
+                throw new FileNotFoundException($"'{folder}' has no {file}: expected an adapter folder in peft's layout ({PeftAdapterFiles.ConfigFileName} + {PeftAdapterFiles.WeightsFileName})" +
+                    (File.Exists(Path.Combine(folder, "trainable.safetensors")) ? "; trainable.safetensors (head or full fine-tuning) is not an adapter." : "."), Path.Combine(folder, file));
+        var weights = Path.Combine(folder, PeftAdapterFiles.WeightsFileName);
+        var header = SafetensorsFile.ReadHeader(weights);
+        var key = PeftAdapterFiles.Key("classifier", "weight");
+        var entry = header.Entries.FirstOrDefault(e => e.Name == key)
+            ?? throw new InvalidDataException($"{weights} has no classifier head ('{key}'): expected an adapter saved with modules_to_save = [\"classifier\"], as qpeft train writes.");
+        if (entry.Shape.Length != 2 || entry.Shape[0] < 1)
+            throw new InvalidDataException($"{weights}: '{key}' has shape [{string.Join(", ", entry.Shape)}], expected [num_labels, hidden_size].");
+        var head = header.Metadata.TryGetValue(HeadMetadataKey, out var h) ? h : BertForSequenceClassification.MeanHead;
+        if (!BertForSequenceClassification.Heads.Contains(head))
+            throw new InvalidDataException($"{weights}: metadata {HeadMetadataKey} '{head}' is not a known head (valid: {string.Join(", ", BertForSequenceClassification.Heads)}).");
+        return ((int)entry.Shape[0], head);
+    }
+
+    /// <summary>
+    /// A base model folder plus an adapter folder written by <see cref="SaveAdapter"/> (or <c>qpeft train</c>), for
+    /// inference: the label count and head come from the adapter (<see cref="ReadAdapterHead"/>), the classifier
+    /// weights from its modules_to_save.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The adapter targets modules the model lacks, or its shapes differ.</exception>
+    public static BertTextClassifier FromAdapter(string modelFolder, string adapterFolder, int maxLength = 128, Device? device = null, ICollection<string>? warnings = null)
+    {
+        var (numLabels, head) = ReadAdapterHead(adapterFolder);
+        var encoder = BertTextEncoder.FromFolder(modelFolder);
+        // The base folder has no (or another) classifier; the adapter's replaces it, so the "newly initialised" note is noise.
+        var (model, _) = HfBertLoader.LoadForSequenceClassification(modelFolder, numLabels, head,
+            log: m => { if (!m.StartsWith("note:", StringComparison.Ordinal)) Console.Error.WriteLine(m); });
+        try
+        {
+            PeftModel peft;
+            try { peft = PeftModel.Load(model, adapterFolder, warnings: warnings); }
+            catch (Exception e) when (e is InvalidDataException or ArgumentException)
+            {
+                var trainedOn = PeftConfig.Load(Path.Combine(adapterFolder, PeftAdapterFiles.ConfigFileName), []).BaseModelNameOrPath;
+                throw new InvalidDataException($"adapter '{Path.GetFullPath(adapterFolder)}' does not fit model '{modelFolder}': {e.Message} " +
+                    $"Expected the model the adapter was trained on{(trainedOn is null ? "" : $" (its adapter_config.json names '{trainedOn}')")}.", e);
+            }
+            var spec = new FineTuneSpec { Method = peft.ActiveConfig.PeftType == "LORA" ? "lora" : "quantum" };
+            return new BertTextClassifier(modelFolder, encoder, model, peft, spec, maxLength, device ?? CPU);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A sequence-classification folder (e.g. written by <see cref="SaveMerged"/>), for inference; label count and head come from its config.json.</summary>
+    public static BertTextClassifier FromClassifierFolder(string folder, int maxLength = 128, Device? device = null)
+    {
+        var encoder = BertTextEncoder.FromFolder(folder);
+        var model = HfBertLoader.LoadClassifier(folder);
+        return new BertTextClassifier(folder, encoder, model, null, new FineTuneSpec { Method = "full" }, maxLength, device ?? CPU);
+    }
+
+    /// <summary>Saves the adapter (with the classifier as modules_to_save) in peft's layout, recording the head in the file's metadata.</summary>
+    public void SaveAdapter(string directory)
+    {
+        var peft = Peft ?? throw new InvalidOperationException($"method '{Spec.Method}' has no adapter to save; save GetTrainableState() instead.");
+        peft.Save(directory, metadata: new Dictionary<string, string> { [HeadMetadataKey] = Model.Head });
+    }
+
+    /// <summary>
+    /// Merges the adapter into the base weights (in place: this classifier then holds the plain merged model and
+    /// <see cref="Peft"/> becomes null) and writes a Hugging Face sequence-classification folder with the tokenizer
+    /// files of <see cref="ModelFolder"/>. The folder is built under a temporary name and renamed into place.
+    /// </summary>
+    /// <exception cref="IOException"><paramref name="folder"/> is not empty and <paramref name="overwrite"/> is false.</exception>
+    public void SaveMerged(string folder, bool overwrite = false)
+    {
+        AtomicFolder.EnsureWritable(folder, overwrite);
+        if (Peft is { } peft)
+        {
+            peft.MergeAndUnload();
+            Peft = null;
+            _adapter.Clear();
+        }
+        AtomicFolder.Write(folder, temp => HfBertLoader.Save(temp, Model, copyTokenizerFrom: ModelFolder), overwrite);
     }
 
     public IReadOnlyList<Parameter> AdapterParameters => _adapter.Select(p => p.Parameter).ToList();

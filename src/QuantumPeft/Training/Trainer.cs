@@ -199,6 +199,7 @@ public sealed class Trainer
 
         Dictionary<string, double> EvaluateAndLog(string split, IReadOnlyList<TextExample> examples, int atStep, int atEpoch, Action<TrainingLogEntry> log)
         {
+            _progress?.Report(new TrainingProgress("evaluating", atStep, totalSteps, Math.Max(1, atEpoch), o.Epochs, lastLoss, ExamplesPerSecond(), null, AdapterLr(), Split: split));
             var metrics = Evaluate(examples);
             log(new TrainingLogEntry("eval", atStep, atEpoch, Split: split, Metrics: metrics));
             _progress?.Report(new TrainingProgress("eval", atStep, totalSteps, Math.Max(1, atEpoch), o.Epochs, lastLoss, ExamplesPerSecond(), null, AdapterLr(), metrics, split));
@@ -209,25 +210,9 @@ public sealed class Trainer
     /// <summary>Predicts every example (eval mode, no gradients) and computes the task's metrics.</summary>
     public Dictionary<string, double> Evaluate(IReadOnlyList<TextExample> examples)
     {
-        int batchSize = _options.EvalBatchSize ?? 2 * _options.BatchSize;
-        var predictions = new float[examples.Count];
-        _model.SetTraining(false);
-        using (torch.no_grad())
-        {
-            for (int start = 0; start < examples.Count; start += batchSize)
-            {
-                using var scope = torch.NewDisposeScope();
-                var batch = Enumerable.Range(start, Math.Min(batchSize, examples.Count - start)).Select(i => examples[i]).ToList();
-                var logits = _model.Forward(batch);
-                var predicted = _task.IsRegression ? logits.reshape(-1) : logits.argmax(-1);
-                var values = predicted.to_type(ScalarType.Float32).cpu().data<float>().ToArray();
-                if (values.Length != batch.Count)
-                    throw new InvalidOperationException($"The model returned {values.Length} predictions for a batch of {batch.Count}.");
-                values.CopyTo(predictions, start);
-            }
-        }
+        var metrics = ClassifierEvaluation.Evaluate(_model, _task, examples, _options.EvalBatchSize ?? 2 * _options.BatchSize);
         _model.SetTraining(true);
-        return Metrics.Compute(_task.MetricNames, predictions, examples.Select(e => e.Label).ToArray());
+        return metrics;
     }
 
     Tensor Loss(Tensor logits, IReadOnlyList<TextExample> batch)

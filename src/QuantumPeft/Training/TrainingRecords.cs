@@ -1,7 +1,7 @@
 namespace QuantumPeft.Training;
 
 /// <summary>A progress report for a user interface: where the run is, how fast it goes, how the loss looks.</summary>
-/// <param name="Phase">"train" during optimisation steps, "eval" after a validation or test evaluation.</param>
+/// <param name="Phase">"train" during optimisation steps, "evaluating" before and "eval" after a validation or test evaluation.</param>
 /// <param name="Step">Optimiser steps done so far (1-based after the first step).</param>
 /// <param name="TotalSteps">Optimiser steps the run will take in all.</param>
 /// <param name="Epoch">Current epoch, 1-based.</param>
@@ -11,7 +11,7 @@ namespace QuantumPeft.Training;
 /// <param name="Eta">Estimated time left for training, null until measurable.</param>
 /// <param name="LearningRate">Current learning rate of the adapter group.</param>
 /// <param name="Metrics">Metrics of the evaluation just done (Phase "eval"), else null.</param>
-/// <param name="Split">The evaluated split ("validation" or "test") for Phase "eval", else null.</param>
+/// <param name="Split">The evaluated split ("validation" or "test") for Phases "evaluating" and "eval", else null.</param>
 public sealed record TrainingProgress(
     string Phase, int Step, int TotalSteps, int Epoch, int Epochs, double Loss, double ExamplesPerSecond,
     TimeSpan? Eta, double LearningRate, IReadOnlyDictionary<string, double>? Metrics = null, string? Split = null);

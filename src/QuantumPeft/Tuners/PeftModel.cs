@@ -281,7 +281,10 @@ public sealed class PeftModel
     }
 
     /// <summary>Writes adapter_config.json and adapter_model.safetensors for <paramref name="adapterName"/> (default: the active one).</summary>
-    public void Save(string directory, string? adapterName = null)
+    /// <param name="directory">The adapter folder (created if needed).</param>
+    /// <param name="adapterName">The adapter to save; null for the active one.</param>
+    /// <param name="metadata">Extra safetensors metadata (e.g. what a reader needs to rebuild the model's head); peft ignores it.</param>
+    public void Save(string directory, string? adapterName = null, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var name = adapterName ?? activeAdapter ?? throw new InvalidOperationException("No adapter to save.");
         var tensors = AdapterStateDict(name);
@@ -291,7 +294,7 @@ public sealed class PeftModel
         var config = configs[name] with { InferenceMode = true };
         if (config.TargetModules is { IsAllLinear: true })
             config = config with { TargetModules = ModuleSelector.Of(shapes.Keys.ToArray()) };
-        PeftAdapterFiles.Write(directory, config.ToJson(), tensors, shapes);
+        PeftAdapterFiles.Write(directory, config.ToJson(), tensors, shapes, metadata);
     }
 
     /// <summary>Reads an adapter folder (ours or peft's) and injects it into <paramref name="model"/> with its weights.</summary>

@@ -36,13 +36,15 @@ public static class PeftAdapterFiles
     /// <summary>The file key of <paramref name="suffix"/> (e.g. "lora_A.weight") on the module at <paramref name="modulePath"/>.</summary>
     public static string Key(string modulePath, string suffix) => $"{KeyPrefix}{modulePath}.{suffix}";
 
-    /// <summary>Writes both files into <paramref name="directory"/> (created if needed).</summary>
+    /// <summary>Writes both files into <paramref name="directory"/> (created if needed); <paramref name="extraMetadata"/> joins the safetensors metadata.</summary>
     public static void Write(string directory, string configJson, IReadOnlyDictionary<string, Tensor> tensors,
-        IReadOnlyDictionary<string, (int Out, int In)>? moduleShapes = null)
+        IReadOnlyDictionary<string, (int Out, int In)>? moduleShapes = null, IReadOnlyDictionary<string, string>? extraMetadata = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
         System.IO.Directory.CreateDirectory(directory);
-        var metadata = new Dictionary<string, string> { ["format"] = "pt" };
+        var metadata = new Dictionary<string, string>();
+        foreach (var (k, v) in extraMetadata ?? new Dictionary<string, string>()) metadata[k] = v;
+        metadata["format"] = "pt";
         if (moduleShapes is { Count: > 0 })
             metadata[ShapesMetadataKey] = System.Text.Json.JsonSerializer.Serialize(
                 moduleShapes.OrderBy(p => p.Key, StringComparer.Ordinal).ToDictionary(p => p.Key, p => new[] { p.Value.Out, p.Value.In }));

@@ -64,6 +64,51 @@ public static class HfBertLoader
         }
     }
 
+    /// <summary>config.json key (not a transformers key) that records the pooling head of a saved classifier.</summary>
+    public const string HeadConfigKey = "qpeft_head";
+
+    /// <summary>
+    /// The label count and head a sequence-classification folder was saved with: num_labels (or the size of id2label)
+    /// and qpeft_head (absent in transformers' folders, whose head is the pooler). Null when config.json names no labels
+    /// and no BertForSequenceClassification architecture (a base model).
+    /// </summary>
+    public static (int NumLabels, string Head)? ReadClassifierHead(string folder)
+    {
+        var config = LoadConfig(folder);
+        var extra = config.Extra ?? [];
+        int? numLabels = null;
+        if (extra.TryGetValue("num_labels", out var n) && n.ValueKind == JsonValueKind.Number) numLabels = n.GetInt32();
+        else if (extra.TryGetValue("id2label", out var ids) && ids.ValueKind == JsonValueKind.Object) numLabels = ids.EnumerateObject().Count();
+        else if (config.ArchitectureNames().Contains(nameof(BertForSequenceClassification))) numLabels = 2;   // transformers' default
+        if (numLabels is null) return null;
+        var head = extra.TryGetValue(HeadConfigKey, out var h) && h.ValueKind == JsonValueKind.String ? h.GetString()! : BertForSequenceClassification.PoolerHead;
+        if (!BertForSequenceClassification.Heads.Contains(head))
+            throw new InvalidDataException($"{HfCheckpoint.ConfigPath(folder)}: {HeadConfigKey} '{head}' is not a known head (valid: {string.Join(", ", BertForSequenceClassification.Heads)}).");
+        return (numLabels.Value, head);
+    }
+
+    /// <summary>
+    /// Loads a saved sequence classifier (e.g. written by <see cref="Save(string, BertForSequenceClassification, string?, long?)"/>)
+    /// with the label count and head its config.json records; its classifier weights must be in the folder.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The folder is a base model (no labels in config.json) or lacks classifier weights.</exception>
+    public static BertForSequenceClassification LoadClassifier(string folder, Device? device = null)
+    {
+        var (numLabels, head) = ReadClassifierHead(folder)
+            ?? throw new InvalidDataException($"{HfCheckpoint.ConfigPath(folder)} describes a base model (no num_labels, id2label or BertForSequenceClassification): " +
+                "expected a sequence-classification folder (e.g. written by qpeft merge); for a base model, give the adapter that holds the classifier.");
+        var (model, report) = LoadForSequenceClassification(folder, numLabels, head, device: device,
+            log: m => { if (!m.StartsWith("note:", StringComparison.Ordinal)) Console.Error.WriteLine(m); });
+        if (report.NewlyInitialized.Count > 0 || report.Missing.Count > 0)
+        {
+            model.Dispose();
+            var absent = report.NewlyInitialized.Concat(report.Missing).ToList();
+            throw new InvalidDataException($"{folder}: config.json describes a {numLabels}-label '{head}' classifier but the weights lack " +
+                $"{string.Join(", ", absent.Take(4))}{(absent.Count > 4 ? ", ..." : "")}: expected a folder with a trained head (e.g. written by qpeft merge).");
+        }
+        return model;
+    }
+
     /// <summary>Saves an encoder as a base checkpoint folder (names embeddings.*, encoder.*, pooler.*).</summary>
     public static void Save(string folder, BertModel model, string? copyTokenizerFrom = null, long? maxShardBytes = null)
     {
@@ -91,8 +136,9 @@ public static class HfBertLoader
             ["architectures"] = new[] { nameof(BertForSequenceClassification) },
             ["id2label"] = labels,
             ["label2id"] = labels.ToDictionary(p => p.Value, p => int.Parse(p.Key)),
+            ["num_labels"] = model.NumLabels,
             // Not a transformers key: tells a reader that the head mean-pools (transformers would use a pooler).
-            ["qpeft_head"] = model.Head,
+            [HeadConfigKey] = model.Head,
         };
         if (model.NumLabels == 1) extra["problem_type"] = "regression";
         Save(folder, WithExtra(model.Config, extra), model.state_dict(), copyTokenizerFrom, maxShardBytes);

@@ -1,0 +1,43 @@
+using System.CommandLine;
+using QuantumPeft.Models;
+using QuantumPeft.Training;
+
+namespace QuantumPeft.Cli.Commands;
+
+/// <summary><c>qpeft merge</c>: a base model plus an adapter folder into one plain Hugging Face classifier folder.</summary>
+public sealed class MergeCommand : ICliCommand
+{
+    public Command Build()
+    {
+        var model = new Option<string>("--model") { Description = "minilm or the Hugging Face BERT folder the adapter was trained on.", DefaultValueFactory = _ => "minilm" };
+        var adapter = new Option<string>("--adapter") { Description = "Adapter folder written by qpeft train (OUT/adapter).", Required = true };
+        var outDir = new Option<string>("--out") { Description = "Folder to write (config.json, model.safetensors, tokenizer files).", Required = true };
+        var force = new Option<bool>("--force") { Description = "Replace --out if it is not empty." };
+
+        var cmd = new Command("merge", "Merge an adapter (and its classifier head) into the base weights; write a Hugging Face BertForSequenceClassification folder.");
+        foreach (var o in new Option[] { model, adapter, outDir, force })
+            cmd.Options.Add(o);
+
+        cmd.SetAction(parse =>
+        {
+            var output = Path.TrimEndingDirectorySeparator(Path.GetFullPath(parse.GetValue(outDir)!));
+            var adapterDir = Path.TrimEndingDirectorySeparator(Path.GetFullPath(parse.GetValue(adapter)!));
+            var overwrite = parse.GetValue(force);
+            if (File.Exists(output)) throw new ArgumentException($"--out '{output}' is a file; expected a folder to write.");
+            if (!overwrite && Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any())
+                throw new ArgumentException($"--out '{output}' is not empty; choose a new folder or pass --force to replace it.");
+            var folder = Path.TrimEndingDirectorySeparator(ModelResolver.Resolve(parse.GetValue(model)!));
+            if (output == folder || output == adapterDir)
+                throw new ArgumentException($"--out '{output}' is the {(output == folder ? "--model" : "--adapter")} folder; write the merged model to a new folder.");
+
+            var (numLabels, head) = BertTextClassifier.ReadAdapterHead(adapterDir);
+            using var classifier = BertTextClassifier.FromAdapter(folder, adapterDir);
+            var layers = classifier.Peft!.AdaptedLayers.Count;
+            classifier.SaveMerged(output, overwrite);
+            Console.WriteLine($"merged {classifier.Spec.Method} adapter {adapterDir} into {layers} layers of {folder} ({numLabels} label(s), {head} head)");
+            Console.WriteLine($"saved: {output} ({string.Join(", ", Directory.EnumerateFiles(output).Select(Path.GetFileName).Order(StringComparer.Ordinal))})");
+            return 0;
+        });
+        return cmd;
+    }
+}
