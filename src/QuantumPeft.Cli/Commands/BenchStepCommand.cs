@@ -5,6 +5,7 @@ using QuantumPeft.Data;
 using QuantumPeft.Models;
 using QuantumPeft.Stiefel;
 using QuantumPeft.Training;
+using QuantumPeft.Tuners.Quantum;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -23,18 +24,20 @@ public sealed class BenchStepCommand : ICliCommand
         var batch = new Option<int>("--batch-size") { DefaultValueFactory = _ => 16 };
         var maxLength = new Option<int>("--max-length") { DefaultValueFactory = _ => 64 };
         var steps = new Option<int>("--steps") { Description = "Timed steps per method per round.", DefaultValueFactory = _ => 5 };
-        var rounds = new Option<int>("--rounds") { Description = "Rounds; methods alternate within each round so drift hits both.", DefaultValueFactory = _ => 3 };
+        var rounds = new Option<int>("--rounds") { Description = "Rounds over the batches; methods alternate step by step so drift hits both.", DefaultValueFactory = _ => 3 };
         var threads = new Option<int>("--threads") { DefaultValueFactory = _ => 2 };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
         var outDir = new Option<string>("--out") { DefaultValueFactory = _ => "out/bench-step" };
+        var groupDim = new Option<int?>("--group-dimension") { Description = "Largest Kronecker factor of a batched Pauli circuit evaluation (PauliCircuitMap.BatchedGroupDimension, default 8)." };
         var unbatched = new Option<bool>("--unbatched") { Description = "Also time Quantum-PEFT with each circuit evaluated alone (no PauliCircuitBatch)." };
         var cmd = new Command("step", "Time training steps of Quantum-PEFT vs LoRA (same rank, same batches); writes step.csv and step.md.");
-        foreach (var o in new Option[] { model, rank, layers, batch, maxLength, steps, rounds, threads, device, outDir, unbatched }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { model, rank, layers, batch, maxLength, steps, rounds, threads, device, outDir, unbatched, groupDim }) cmd.Options.Add(o);
         cmd.SetAction(parse =>
         {
             int nSteps = parse.GetValue(steps), nRounds = parse.GetValue(rounds), bs = parse.GetValue(batch);
             if (nSteps < 1 || nRounds < 1 || bs < 1) throw new ArgumentException("--steps, --rounds and --batch-size must be at least 1.");
             torch.set_num_threads(parse.GetValue(threads));
+            if (parse.GetValue(groupDim) is int g) PauliCircuitMap.BatchedGroupDimension = g;
             var dev = EmbedCommand.ParseDevice(parse.GetValue(device)!);
             var folder = ModelResolver.Resolve(parse.GetValue(model)!);
             var train = TextTasks.Load("sentiment").Train;
@@ -63,12 +66,13 @@ public sealed class BenchStepCommand : ICliCommand
             }
 
             foreach (var m in methods) Step(m, batches[0]);   // warm-up
+            // Methods alternate step by step (in turn first and last), so that the machine's drift hits them alike.
             for (int r = 0; r < nRounds; r++)
-                foreach (var m in r % 2 == 0 ? methods : methods.Reverse().ToArray())
-                    foreach (var b in batches)
+                for (int i = 0; i < batches.Count; i++)
+                    foreach (var m in (r + i) % 2 == 0 ? methods : methods.Reverse().ToArray())
                     {
                         var sw = Stopwatch.StartNew();
-                        Step(m, b);
+                        Step(m, batches[i]);
                         times[m].Add(sw.Elapsed.TotalMilliseconds);
                     }
 
@@ -79,9 +83,23 @@ public sealed class BenchStepCommand : ICliCommand
             var csv = "method,rank,adapter_params,steps,median_step_ms\n" + string.Concat(methods.Select(m =>
                 string.Create(inv, $"{m},{parse.GetValue(rank)},{runners[m].Counts().Adapter},{times[m].Count},{Median(times[m]):F1}\n")));
             double ratio = Median(times["quantum"]) / Median(times["lora"]);
+            // The part of a quantum step that LoRA does not have: U and V of every adapted layer, forward + backward.
+            PauliCircuitBatch.Enabled = true;
+            var branches = runners["quantum"].Peft!.AdaptedLayers.Select(l => (QuantumBranch)l.Layer["default"]).ToList();
+            var factorTimes = new List<double>();
+            for (int i = 0; i < 2 + nSteps * nRounds; i++)
+            {
+                using var scope = NewDisposeScope();
+                var sw = Stopwatch.StartNew();
+                var total = stack(branches.Select(b => { var (u, v, _) = b.Factors(); return u.sum() + v.sum(); }).ToArray()).sum();
+                total.backward();
+                if (dev.type == DeviceType.CUDA) cuda.synchronize();
+                if (i >= 2) factorTimes.Add(sw.Elapsed.TotalMilliseconds);
+            }
             var md = "| method | rank | adapter params | timed steps | median step (ms) |\n|---|---:|---:|---:|---:|\n" + string.Concat(methods.Select(m =>
                 string.Create(inv, $"| {m} | {parse.GetValue(rank)} | {runners[m].Counts().Adapter:N0} | {times[m].Count} | {Median(times[m]):F1} |\n")))
-                + string.Create(inv, $"\nquantum / lora step-time ratio (same run, same batches, alternating rounds): **{ratio:F3}**\n")
+                + string.Create(inv, $"\nquantum / lora step-time ratio (same run, same batches, alternating steps): **{ratio:F3}**\n")
+                + string.Create(inv, $"U and V of all {branches.Count} adapted layers (forward + backward, Pauli group dimension {PauliCircuitMap.BatchedGroupDimension}): {Median(factorTimes):F1} ms per step\n")
                 + (times.ContainsKey("quantum-unbatched") ? string.Create(inv, $"quantum-unbatched / quantum (what batching the circuits saves): {Median(times["quantum-unbatched"]) / Median(times["quantum"]):F3}\n") : "");
             Formats.AtomicFile.WriteAllText(Path.Combine(output, "step.csv"), csv);
             Formats.AtomicFile.WriteAllText(Path.Combine(output, "step.md"), md);

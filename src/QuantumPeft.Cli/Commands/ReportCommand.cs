@@ -18,9 +18,9 @@ public sealed class ReportCommand : ICliCommand
         {
             var rows = parse.GetValue(dirs)!.Select(Load).ToList();
             var inv = CultureInfo.InvariantCulture;
-            var md = "| method | adapter params | trainable params | test metric | train time | examples/s | lr |\n|---|---:|---:|---:|---:|---:|---:|\n"
+            var md = "| method | seed | adapter params | trainable params | test metric | train time | examples/s | adapter lr |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
                 + string.Concat(rows.Select(r => string.Create(inv,
-                    $"| {r.Label} | {r.AdapterParams:N0} | {r.TrainableParams:N0} | {r.MetricName} {100 * r.TestMetric:F2}% | {r.TrainSeconds:F0} s | {r.ExamplesPerSecond:F1} | {r.Lr:G3} |\n")));
+                    $"| {r.Label} | {r.Seed} | {r.AdapterParams:N0} | {r.TrainableParams:N0} | {r.MetricName} {100 * r.TestMetric:F2}% | {r.TrainSeconds:F0} s | {r.ExamplesPerSecond:F1} | {(r.Lr > 0 ? r.Lr.ToString("G3", inv) : "-")} |\n")));
             var csv = "run,task,method,rank,layers,map,adapter_params,trainable_params,test_metric_name,test_metric,train_seconds,examples_per_second,lr,epochs,seed\n"
                 + string.Concat(rows.Select(r => string.Create(inv,
                     $"{r.Dir},{r.Task},{r.Method},{r.Rank},{r.Layers},{r.Map},{r.AdapterParams},{r.TrainableParams},{r.MetricName},{r.TestMetric:F6},{r.TrainSeconds:F1},{r.ExamplesPerSecond:F2},{r.Lr:G6},{r.Epochs},{r.Seed}\n")));

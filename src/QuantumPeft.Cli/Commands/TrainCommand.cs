@@ -18,14 +18,14 @@ public sealed class TrainCommand : ICliCommand
         var task = new Option<string>("--task") { Description = $"Task: {string.Join(", ", TextTasks.Names)}.", DefaultValueFactory = _ => "sentiment" };
         var dataDir = new Option<string?>("--data-dir") { Description = "Folder holding the GLUE task folders (GLUE tasks only)." };
         var method = new Option<string>("--method") { Description = "quantum | lora | head | full.", DefaultValueFactory = _ => "quantum" };
-        var rank = new Option<int>("--rank") { Description = "Rank K (quantum) or r (lora).", DefaultValueFactory = _ => 4 };
+        var rank = new Option<int>("--rank") { Description = "Rank K (quantum) or r (lora).", DefaultValueFactory = _ => 8 };
         var layers = new Option<int>("--layers") { Description = "Pauli entanglement layers L.", DefaultValueFactory = _ => 1 };
         var map = new Option<string>("--map") { Description = "Stiefel map for U and V: pauli, taylor, matrix_exp, cayley, householder, givens.", DefaultValueFactory = _ => "pauli" };
         var initScale = new Option<double>("--init-scale") { Description = "Quantum: initial angles uniform in +-this.", DefaultValueFactory = _ => 0.02 };
         var alpha = new Option<double?>("--alpha") { Description = "Scaling numerator, s = alpha / rank. Default: 2 x rank." };
         var targets = new Option<string>("--targets") { Description = "all-linear, re:PATTERN, or names a,b,c.", DefaultValueFactory = _ => "all-linear" };
         var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 3 };
-        var lr = new Option<double?>("--lr") { Description = "Adapter (or backbone) learning rate. Default: quantum 5e-3, lora 1e-3, full 5e-5." };
+        var lr = new Option<double?>("--lr") { Description = "Adapter (or backbone) learning rate. Default: quantum 2e-2, lora 1e-3, full 5e-5." };
         var headLr = new Option<double>("--head-lr") { Description = "Classifier head learning rate.", DefaultValueFactory = _ => 2e-3 };
         var batch = new Option<int>("--batch-size") { DefaultValueFactory = _ => 16 };
         var maxLength = new Option<int>("--max-length") { DefaultValueFactory = _ => 64 };
@@ -66,7 +66,7 @@ public sealed class TrainCommand : ICliCommand
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"adapter params: {adapterParams:N0} || head params: {headParams:N0} || trainable params: {adapterParams + headParams:N0} || all params: {totalParams:N0} || trainable%: {100.0 * (adapterParams + headParams) / totalParams:F4}"));
 
-            var defaultLr = m switch { "quantum" => 5e-3, "lora" => 1e-3, "full" => 5e-5, _ => 0.0 };
+            var defaultLr = m switch { "quantum" => 2e-2, "lora" => 1e-3, "full" => 5e-5, _ => 0.0 };
             var options = new TrainerOptions
             {
                 Epochs = parse.GetValue(epochs), BatchSize = parse.GetValue(batch),

@@ -19,7 +19,7 @@ public sealed record FineTuneSpec
     /// <summary>quantum | lora | head | full.</summary>
     public string Method { get; init; } = "quantum";
     /// <summary>Rank K (quantum) or r (LoRA).</summary>
-    public int Rank { get; init; } = 4;
+    public int Rank { get; init; } = 8;
     /// <summary>Pauli entanglement layers L.</summary>
     public int Layers { get; init; } = 1;
     /// <summary>Stiefel map name for U and V (pauli, taylor, ...).</summary>

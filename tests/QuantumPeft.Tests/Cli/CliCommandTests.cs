@@ -82,4 +82,32 @@ public sealed class CliCommandTests : IDisposable
         Assert.Equal(2, lines.Count(l => l.Contains("validation: accuracy 0.7500")));
         Assert.Equal(12, lines.Length);   // the "evaluating" reports print nothing
     }
+
+    [Fact]
+    public void ReportTabulatesResultsAndNamesAFolderWithoutThem()
+    {
+        void Write(string name, string method, int rank, long adapter, double metric, double seconds)
+        {
+            Directory.CreateDirectory(Path.Combine(dir, name));
+            File.WriteAllText(Path.Combine(dir, name, "results.json"), System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object>
+            {
+                ["task"] = "sentiment", ["method"] = method, ["rank"] = rank, ["layers"] = 1, ["map"] = "pauli",
+                ["adapter_params"] = adapter, ["trainable_params"] = adapter + 770, ["test_metric_name"] = "accuracy",
+                ["test_metric"] = metric, ["train_seconds"] = seconds, ["examples_per_second"] = 20.5, ["lr"] = 0.02, ["epochs"] = 3, ["seed"] = 42,
+            }));
+        }
+        Write("q", "quantum", 8, 2088, 0.9167, 212.4);
+        Write("l", "lora", 8, 331776, 0.9283, 201.0);
+
+        var table = Path.Combine(dir, "table");
+        var (code, output) = Run(new ReportCommand(), "report", Path.Combine(dir, "q"), Path.Combine(dir, "l"), "--out", table);
+        Assert.Equal(0, code);
+        Assert.Contains("| Quantum-PEFT, pauli K = 8, L = 1 | 42 | 2,088 | 2,858 | accuracy 91.67% | 212 s |", output);
+        Assert.Contains("| LoRA r = 8 | 42 | 331,776 | 332,546 | accuracy 92.83% | 201 s |", output);
+        Assert.Equal(3, File.ReadAllLines(table + ".csv").Length);
+
+        var missing = Path.Combine(dir, "none");
+        var e = Assert.Throws<FileNotFoundException>(() => Run(new ReportCommand(), "report", missing));
+        Assert.Contains("results.json", e.Message);
+    }
 }
