@@ -61,7 +61,7 @@ public sealed class BenchStepCommand : ICliCommand
                 var loss = nn.functional.cross_entropy(logits, labels);
                 optimizers[m].zero_grad();
                 loss.backward();
-                optimizers[m].step();
+                NoGcRegion.Run(() => optimizers[m].step());
                 if (dev.type == DeviceType.CUDA) cuda.synchronize();
             }
 

@@ -146,7 +146,7 @@ public sealed class Trainer
                     if (!double.IsFinite(lossValue)) throw new TrainingDivergedException(step + 1, epoch, lossValue);
                     loss.backward();
                     if (o.MaxGradNorm > 0) nn.utils.clip_grad_norm_(allParams, o.MaxGradNorm);
-                    optimizer.step();
+                    NoGcRegion.Run(() => optimizer.step());
                 }
                 clock.Stop();
                 step++;

@@ -219,4 +219,16 @@ public class InjectionTests
         var bad = new Dictionary<string, Tensor>(state) { ["nope"] = torch.zeros(1) };
         Assert.Contains("nope", Assert.Throws<ArgumentException>(() => peft.SetTrainableState(bad)).Message);
     }
+
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(-2.0)]
+    [InlineData(double.NaN)]
+    public void NonPositiveAlphaIsRejectedByName(double alpha)
+    {
+        var q = Assert.Throws<ArgumentException>(() => PeftModel.Inject(TinyModel.Create(), Quantum("query") with { Alpha = alpha }));
+        Assert.Contains("alpha must be a positive number", q.Message);
+        var l = Assert.Throws<ArgumentException>(() => PeftModel.Inject(TinyModel.Create(), Lora("query") with { LoraAlpha = alpha }));
+        Assert.Contains("lora_alpha must be a positive number", l.Message);
+    }
 }

@@ -64,6 +64,7 @@ public sealed record LoraConfig : PeftConfig
     {
         base.Validate();
         if (R < 1) throw new ArgumentException($"r must be at least 1, got {R}.", nameof(R));
+        if (!double.IsFinite(LoraAlpha) || LoraAlpha <= 0) throw new ArgumentException($"lora_alpha must be a positive number (scaling = lora_alpha / r), got {LoraAlpha}.", nameof(LoraAlpha));
         if (LoraDropout is < 0 or >= 1) throw new ArgumentException($"lora_dropout must be in [0, 1), got {LoraDropout}.", nameof(LoraDropout));
         if (Bias != "none") throw new ArgumentException($"bias \"{Bias}\" is not supported; use \"none\".", nameof(Bias));
         if (FanInFanOut) throw new ArgumentException("fan_in_fan_out = true is not supported (layers are Linear with weight out x in).", nameof(FanInFanOut));

@@ -66,6 +66,7 @@ public sealed record QuantumPeftConfig : PeftConfig
     {
         base.Validate();
         if (R < 1) throw new ArgumentException($"r (rank K) must be at least 1, got {R}.", nameof(R));
+        if (!double.IsFinite(Alpha) || Alpha <= 0) throw new ArgumentException($"alpha must be a positive number (s = alpha / K), got {Alpha}.", nameof(Alpha));
         if (Dropout is < 0 or >= 1) throw new ArgumentException($"dropout must be in [0, 1), got {Dropout}.", nameof(Dropout));
         if (InitLambda is not ("zeros" or "random")) throw new ArgumentException($"init_lambda must be \"zeros\" or \"random\", got \"{InitLambda}\".", nameof(InitLambda));
         ArgumentNullException.ThrowIfNull(StiefelU, nameof(StiefelU));
