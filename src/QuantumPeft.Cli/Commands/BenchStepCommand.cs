@@ -76,13 +76,12 @@ public sealed class BenchStepCommand : ICliCommand
                         times[m].Add(sw.Elapsed.TotalMilliseconds);
                     }
 
-            static double Median(List<double> v) { var s = v.Order().ToList(); return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2; }
             var inv = CultureInfo.InvariantCulture;
             var output = Path.GetFullPath(parse.GetValue(outDir)!);
             Directory.CreateDirectory(output);
             var csv = "method,rank,adapter_params,steps,median_step_ms\n" + string.Concat(methods.Select(m =>
-                string.Create(inv, $"{m},{parse.GetValue(rank)},{runners[m].Counts().Adapter},{times[m].Count},{Median(times[m]):F1}\n")));
-            double ratio = Median(times["quantum"]) / Median(times["lora"]);
+                string.Create(inv, $"{m},{parse.GetValue(rank)},{runners[m].Counts().Adapter},{times[m].Count},{StiefelBenchmark.Median(times[m]):F1}\n")));
+            double ratio = StiefelBenchmark.Median(times["quantum"]) / StiefelBenchmark.Median(times["lora"]);
             // The part of a quantum step that LoRA does not have: U and V of every adapted layer, forward + backward.
             PauliCircuitBatch.Enabled = true;
             var branches = runners["quantum"].Peft!.AdaptedLayers.Select(l => (QuantumBranch)l.Layer["default"]).ToList();
@@ -97,10 +96,10 @@ public sealed class BenchStepCommand : ICliCommand
                 if (i >= 2) factorTimes.Add(sw.Elapsed.TotalMilliseconds);
             }
             var md = "| method | rank | adapter params | timed steps | median step (ms) |\n|---|---:|---:|---:|---:|\n" + string.Concat(methods.Select(m =>
-                string.Create(inv, $"| {m} | {parse.GetValue(rank)} | {runners[m].Counts().Adapter:N0} | {times[m].Count} | {Median(times[m]):F1} |\n")))
+                string.Create(inv, $"| {m} | {parse.GetValue(rank)} | {runners[m].Counts().Adapter:N0} | {times[m].Count} | {StiefelBenchmark.Median(times[m]):F1} |\n")))
                 + string.Create(inv, $"\nquantum / lora step-time ratio (same run, same batches, alternating steps): **{ratio:F3}**\n")
-                + string.Create(inv, $"U and V of all {branches.Count} adapted layers (forward + backward, Pauli group dimension {PauliCircuitMap.BatchedGroupDimension}): {Median(factorTimes):F1} ms per step\n")
-                + (times.ContainsKey("quantum-unbatched") ? string.Create(inv, $"quantum-unbatched / quantum (what batching the circuits saves): {Median(times["quantum-unbatched"]) / Median(times["quantum"]):F3}\n") : "");
+                + string.Create(inv, $"U and V of all {branches.Count} adapted layers (forward + backward, Pauli group dimension {PauliCircuitMap.BatchedGroupDimension}): {StiefelBenchmark.Median(factorTimes):F1} ms per step\n")
+                + (times.ContainsKey("quantum-unbatched") ? string.Create(inv, $"quantum-unbatched / quantum (what batching the circuits saves): {StiefelBenchmark.Median(times["quantum-unbatched"]) / StiefelBenchmark.Median(times["quantum"]):F3}\n") : "");
             Formats.AtomicFile.WriteAllText(Path.Combine(output, "step.csv"), csv);
             Formats.AtomicFile.WriteAllText(Path.Combine(output, "step.md"), md);
             Console.Write(md);

@@ -72,10 +72,8 @@ public static class TorchNative
             var flags = BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(flagsOffset));
             BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(flagsOffset), (ushort)(flags | VerFlgWeak));
         }
-        // Write beside and rename, so a crash never leaves a half-written library.
-        var temp = path + ".patching";
-        File.WriteAllBytes(temp, bytes);
-        File.Move(temp, path, overwrite: true);
+        // Written beside and renamed, so a crash never leaves a half-written library.
+        Formats.AtomicFile.WriteAllBytes(path, bytes);
         return offsets.Count;
     }
 

@@ -204,12 +204,8 @@ public sealed class PauliCircuitMap : StiefelMap
     /// <summary>The generalised RY of a qudit of dimension d from the cosines and sines of its half-angles ([..., d - 1] to [..., d, d]).</summary>
     internal static Tensor Rotation(int d, Tensor cos, Tensor sin)
     {
+        // Evaluate builds qubits' RY from one stack of all angles; for d = 2 this gives the same matrix.
         var lead = cos.shape[..^1];
-        if (d == 2)
-        {
-            var (c, s) = (cos.select(-1, 0), sin.select(-1, 0));
-            return stack(new[] { c, -s, s, c }, -1).view([.. lead, 2, 2]);
-        }
         // R = G_(d-2) ... G_0 I, built row pair by row pair: O(d^2), not d matrix products of O(d^3).
         var rows = eye(d, dtype: cos.dtype, device: cos.device).unbind(0);
         for (int j = 0; j < d - 1; j++)

@@ -159,7 +159,8 @@ public static class StiefelBenchmark
         if (device.type == DeviceType.CUDA) cuda.synchronize(device);
     }
 
-    static double Median(List<double> xs)
+    /// <summary>Median of timings (shared with <c>qpeft bench step</c>).</summary>
+    internal static double Median(IReadOnlyList<double> xs)
     {
         var sorted = xs.OrderBy(x => x).ToArray();
         int m = sorted.Length / 2;
@@ -239,8 +240,6 @@ public static class StiefelBenchmark
         plt.XLabel("N (log scale)");
         plt.YLabel("time, ms (log scale)");
         plt.ShowLegend(ScottPlot.Alignment.UpperLeft);
-        var tmp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileNameWithoutExtension(path)}.{Guid.NewGuid():N}.png");
-        plt.SavePng(tmp, 900, 600);
-        File.Move(tmp, path, overwrite: true);
+        Formats.AtomicFile.WriteAllBytes(path, plt.GetImageBytes(900, 600, ScottPlot.ImageFormat.Png));
     }
 }

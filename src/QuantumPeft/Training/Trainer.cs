@@ -87,7 +87,7 @@ public sealed class Trainer
         {
             Directory.CreateDirectory(o.OutputDir!);
             // Lines written after the checkpoint by an interrupted run are dropped: the log matches the state.
-            WriteAllAtomic(metricsLog, string.Concat(history.Select(h => JsonSerializer.Serialize(h, TrainingCheckpoint.Json) + "\n")));
+            Formats.AtomicFile.WriteAllText(metricsLog, string.Concat(history.Select(h => JsonSerializer.Serialize(h, TrainingCheckpoint.Json) + "\n")));
         }
         void Log(TrainingLogEntry entry)
         {
@@ -192,7 +192,7 @@ public sealed class Trainer
             step, epochsDone, history.ToList());
         if (o.OutputDir is not null)
         {
-            WriteAllAtomic(Path.Combine(o.OutputDir, "result.json"), JsonSerializer.Serialize(result, new JsonSerializerOptions(TrainingCheckpoint.Json) { WriteIndented = true }));
+            Formats.AtomicFile.WriteAllText(Path.Combine(o.OutputDir, "result.json"), JsonSerializer.Serialize(result, new JsonSerializerOptions(TrainingCheckpoint.Json) { WriteIndented = true }));
             TrainingPlot.Save(Path.Combine(o.OutputDir, "training.png"), history, _task.Name, _task.MainMetric);
         }
         return result;
@@ -245,10 +245,4 @@ public sealed class Trainer
                 $"seed {now.Seed}, {now.TotalSteps} steps. Use the same settings, or a new output folder.");
     }
 
-    static void WriteAllAtomic(string path, string text)
-    {
-        var tmp = path + ".tmp";
-        File.WriteAllText(tmp, text);
-        File.Move(tmp, path, overwrite: true);
-    }
 }

@@ -27,8 +27,6 @@ public static class TrainingPlot
         plot.Axes.Bottom.Label.Text = "optimiser step";
         plot.Axes.Left.Label.Text = "training loss";
         plot.ShowLegend(ScottPlot.Alignment.UpperCenter);
-        var tmp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".tmp-{Guid.NewGuid():N}.png");
-        plot.SavePng(tmp, 900, 520);
-        File.Move(tmp, path, overwrite: true);
+        Formats.AtomicFile.WriteAllBytes(path, plot.GetImageBytes(900, 520, ScottPlot.ImageFormat.Png));
     }
 }
