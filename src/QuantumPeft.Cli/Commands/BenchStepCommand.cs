@@ -37,7 +37,11 @@ public sealed class BenchStepCommand : ICliCommand
             int nSteps = parse.GetValue(steps), nRounds = parse.GetValue(rounds), bs = parse.GetValue(batch);
             if (nSteps < 1 || nRounds < 1 || bs < 1) throw new ArgumentException("--steps, --rounds and --batch-size must be at least 1.");
             torch.set_num_threads(parse.GetValue(threads));
-            if (parse.GetValue(groupDim) is int g) PauliCircuitMap.BatchedGroupDimension = g;
+            if (parse.GetValue(groupDim) is int g)
+            {
+                if (g < 2) throw new ArgumentException($"--group-dimension must be at least 2 (rows of the largest Kronecker factor; 2 = one qubit per pass), got {g}.");
+                PauliCircuitMap.BatchedGroupDimension = g;
+            }
             var dev = EmbedCommand.ParseDevice(parse.GetValue(device)!);
             var folder = ModelResolver.Resolve(parse.GetValue(model)!);
             var train = TextTasks.Load("sentiment").Train;
