@@ -53,38 +53,53 @@ public sealed class BenchStepCommand : ICliCommand
                 new FineTuneSpec { Method = m.Split('-')[0], Rank = parse.GetValue(rank), Layers = parse.GetValue(layers) }, parse.GetValue(maxLength), dev));
             var optimizers = runners.ToDictionary(kv => kv.Key, kv => optim.AdamW(kv.Value.AdapterParameters.Concat(kv.Value.HeadParameters), 1e-3));
             var times = methods.ToDictionary(m => m, _ => new List<double>());
+            // Where a step's time goes: forward (with the loss), backward, optimizer step.
+            var phases = methods.ToDictionary(m => m, _ => new[] { new List<double>(), new List<double>(), new List<double>() });
 
-            void Step(string m, IReadOnlyList<TextExample> b)
+            void Sync() { if (dev.type == DeviceType.CUDA) cuda.synchronize(); }
+
+            void Step(string m, IReadOnlyList<TextExample> b, bool timed)
             {
                 using var scope = NewDisposeScope();
                 PauliCircuitBatch.Enabled = m != "quantum-unbatched";
                 var runner = runners[m];
                 runner.SetTraining(true);
+                var sw = Stopwatch.StartNew();
                 var logits = runner.Forward(b);
                 var labels = tensor(b.Select(e => (long)e.Label).ToArray(), device: dev);
                 var loss = nn.functional.cross_entropy(logits, labels);
+                Sync();
+                var forward = sw.Elapsed.TotalMilliseconds;
                 optimizers[m].zero_grad();
                 loss.backward();
+                Sync();
+                var backward = sw.Elapsed.TotalMilliseconds;
                 NoGcRegion.Run(() => optimizers[m].step());
-                if (dev.type == DeviceType.CUDA) cuda.synchronize();
+                Sync();
+                if (!timed) return;
+                var end = sw.Elapsed.TotalMilliseconds;
+                phases[m][0].Add(forward);
+                phases[m][1].Add(backward - forward);
+                phases[m][2].Add(end - backward);
             }
 
-            foreach (var m in methods) Step(m, batches[0]);   // warm-up
+            foreach (var m in methods) Step(m, batches[0], timed: false);   // warm-up
             // Methods alternate step by step (in turn first and last), so that the machine's drift hits them alike.
             for (int r = 0; r < nRounds; r++)
                 for (int i = 0; i < batches.Count; i++)
                     foreach (var m in (r + i) % 2 == 0 ? methods : methods.Reverse().ToArray())
                     {
                         var sw = Stopwatch.StartNew();
-                        Step(m, batches[i]);
+                        Step(m, batches[i], timed: true);
                         times[m].Add(sw.Elapsed.TotalMilliseconds);
                     }
 
             var inv = CultureInfo.InvariantCulture;
             var output = Path.GetFullPath(parse.GetValue(outDir)!);
             Directory.CreateDirectory(output);
-            var csv = "method,rank,adapter_params,steps,median_step_ms\n" + string.Concat(methods.Select(m =>
-                string.Create(inv, $"{m},{parse.GetValue(rank)},{runners[m].Counts().Adapter},{times[m].Count},{StiefelBenchmark.Median(times[m]):F1}\n")));
+            string Phase(string m, int i) => StiefelBenchmark.Median(phases[m][i]).ToString("F1", inv);
+            var csv = "method,rank,adapter_params,steps,median_step_ms,median_forward_ms,median_backward_ms,median_optimizer_ms\n" + string.Concat(methods.Select(m =>
+                string.Create(inv, $"{m},{parse.GetValue(rank)},{runners[m].Counts().Adapter},{times[m].Count},{StiefelBenchmark.Median(times[m]):F1},{Phase(m, 0)},{Phase(m, 1)},{Phase(m, 2)}\n")));
             double ratio = StiefelBenchmark.Median(times["quantum"]) / StiefelBenchmark.Median(times["lora"]);
             // The part of a quantum step that LoRA does not have: U and V of every adapted layer, forward + backward.
             PauliCircuitBatch.Enabled = true;
@@ -99,8 +114,8 @@ public sealed class BenchStepCommand : ICliCommand
                 if (dev.type == DeviceType.CUDA) cuda.synchronize();
                 if (i >= 2) factorTimes.Add(sw.Elapsed.TotalMilliseconds);
             }
-            var md = "| method | rank | adapter params | timed steps | median step (ms) |\n|---|---:|---:|---:|---:|\n" + string.Concat(methods.Select(m =>
-                string.Create(inv, $"| {m} | {parse.GetValue(rank)} | {runners[m].Counts().Adapter:N0} | {times[m].Count} | {StiefelBenchmark.Median(times[m]):F1} |\n")))
+            var md = "| method | rank | adapter params | timed steps | median step (ms) | forward | backward | optimizer |\n|---|---:|---:|---:|---:|---:|---:|---:|\n" + string.Concat(methods.Select(m =>
+                string.Create(inv, $"| {m} | {parse.GetValue(rank)} | {runners[m].Counts().Adapter:N0} | {times[m].Count} | {StiefelBenchmark.Median(times[m]):F1} | {Phase(m, 0)} | {Phase(m, 1)} | {Phase(m, 2)} |\n")))
                 + string.Create(inv, $"\nquantum / lora step-time ratio (same run, same batches, alternating steps): **{ratio:F3}**\n")
                 + string.Create(inv, $"U and V of all {branches.Count} adapted layers (forward + backward, Pauli group dimension {PauliCircuitMap.BatchedGroupDimension}): {StiefelBenchmark.Median(factorTimes):F1} ms per step\n")
                 + (times.ContainsKey("quantum-unbatched") ? string.Create(inv, $"quantum-unbatched / quantum (what batching the circuits saves): {StiefelBenchmark.Median(times["quantum-unbatched"]) / StiefelBenchmark.Median(times["quantum"]):F3}\n") : "");

@@ -43,7 +43,6 @@ public sealed class PauliCircuitMap : StiefelMap
     readonly int[] dims;
     readonly Step[] steps;
     readonly long count;
-    readonly DeviceCache identity;
 
     /// <summary>One step of the circuit: rotations on a contiguous range of qudits, or a CZ sign pattern.</summary>
     internal sealed record Step(int FirstQudit, int QuditCount, DeviceCache? Signs);
@@ -66,7 +65,6 @@ public sealed class PauliCircuitMap : StiefelMap
         count = CountParameters(dims, options.Layers, options.GateOrder);
         theta = init.Vector(count);
         register_parameter("theta", theta);
-        identity = new DeviceCache((device, dtype) => eye(n, k, dtype: dtype, device: device));
         ShapeKey = $"pauli:{n}x{k}:[{string.Join(",", dims)}]:L{options.Layers}:{options.GateOrder}:{options.Entangler}";
     }
 
@@ -152,16 +150,14 @@ public sealed class PauliCircuitMap : StiefelMap
         if (thetas.dim() != 2 || thetas.shape[1] != count)
             throw new ArgumentException($"Expected angles of shape [B, {count}], got [{string.Join(", ", thetas.shape)}].", nameof(thetas));
         long batch = thetas.shape[0];
-        var x = identity.Get(thetas.device, thetas.dtype).expand(batch, N, K);
         var half = thetas * 0.5;
         var cos = half.cos();
         var sin = half.sin();
         // Every angle's 2x2 RY in one stack; a qubit takes its matrix with one select.
         var ry = stack(new[] { cos, -sin, sin, cos }, -1).view(batch, count, 2, 2);
         long offset = 0;
-        foreach (var step in steps)
+        Tensor[] Rotations(Step step)
         {
-            if (step.Signs is { } signs) { x = x * signs.Get(thetas.device, thetas.dtype); continue; }
             var mats = new Tensor[step.QuditCount];
             for (int j = 0; j < step.QuditCount; j++)
             {
@@ -169,9 +165,48 @@ public sealed class PauliCircuitMap : StiefelMap
                 mats[j] = d == 2 ? ry.select(1, offset) : Rotation(d, cos.narrow(1, offset, d - 1), sin.narrow(1, offset, d - 1));
                 offset += d - 1;
             }
-            x = ApplyRotations(x, step.FirstQudit, mats, batch > 1 ? BatchedGroupDimension : GroupDimension);
+            return mats;
+        }
+        // The plan always opens with a rotation on every qudit, applied to I[:, :K]: a product state, built directly.
+        var x = FirstLayerColumns(Rotations(steps[0]), batch);
+        foreach (var step in steps.Skip(1))
+        {
+            if (step.Signs is { } signs) { x = x * signs.Get(thetas.device, thetas.dtype); continue; }
+            x = ApplyRotations(x, step.FirstQudit, Rotations(step), batch > 1 ? BatchedGroupDimension : GroupDimension);
         }
         return x;
+    }
+
+    /// <summary>(R_(n-1) x ... x R_0)[:, :K] for one rotation per qudit ([B, d, d] each), without the N x N product.</summary>
+    /// <remarks>
+    /// Column c &lt; K has digit 0 on every qudit above the low ones that c spans, so those qudits contribute only their
+    /// first column: a vector, built by outer products. Only the low qudits (P = d_0 ... d_(m-1) &gt;= K rows) need their
+    /// full Kronecker product. Three passes over an N x K block become one; measured on MiniLM, see bench step.
+    /// </remarks>
+    Tensor FirstLayerColumns(Tensor[] mats, long batch)
+    {
+        int m = 0;
+        long low = 1;
+        while (low < K) low *= dims[m++];
+        var lowKron = ones(batch, 1, 1, dtype: mats[0].dtype, device: mats[0].device);
+        long size = 1;
+        for (int q = 0; q < m; q++)
+        {
+            long d = dims[q];
+            lowKron = (mats[q].view(batch, d, 1, d, 1) * lowKron.view(batch, 1, size, 1, size)).view(batch, d * size, d * size);
+            size *= d;
+        }
+        var columns = lowKron.narrow(2, 0, K);
+        if (m == dims.Length) return columns;
+        var high = mats[m].select(2, 0);
+        long length = dims[m];
+        for (int q = m + 1; q < dims.Length; q++)
+        {
+            long d = dims[q];
+            high = (mats[q].select(2, 0).view(batch, d, 1) * high.view(batch, 1, length)).view(batch, d * length);
+            length *= d;
+        }
+        return (high.view(batch, length, 1, 1) * columns.view(batch, 1, low, K)).view(batch, N, K);
     }
 
     /// <summary>Applies one rotation ([B, d, d]) per qudit, starting at qudit <paramref name="first"/>, grouped into Kronecker factors.</summary>

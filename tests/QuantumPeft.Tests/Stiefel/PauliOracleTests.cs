@@ -89,6 +89,10 @@ public class PauliOracleTests
         foreach (var n in new[] { 3, 12, 20, 56, 96, 384 })   // qudits: 3, 2*2*3, 2*2*5, 2*2*2*7, 2^5*3, 2^7*3
         foreach (var layers in new[] { 0, 1, 3 })
             yield return new object[] { n, Math.Min(4, n), layers, "alternating", "cz" };
+        // K against the low qudits that the first layer's product state is built from: K = 1, K = N, K between
+        // products of the low dimensions (6 of 8), and the main job's K = 8 at MiniLM's widths.
+        foreach (var (n, k) in new[] { (8, 1), (12, 12), (96, 6), (384, 8), (1536, 8), (20, 5) })
+            yield return new object[] { n, k, 1, "alternating", "cz" };
         yield return new object[] { 64, 5, 2, "full", "cz" };
         yield return new object[] { 64, 3, 2, "alternating", "none" };
         yield return new object[] { 48, 3, 2, "full", "none" };
