@@ -84,8 +84,10 @@ public sealed class TrainCommand : ICliCommand
             }
             else
             {
-                saved = Path.Combine(output, "trainable.safetensors");
-                Formats.Safetensors.SafetensorsFile.Write(saved, classifier.GetTrainableState(), new Dictionary<string, string> { ["format"] = "pt" });
+                // Head-only and full fine-tuning change the model itself: save it as a plain HF classifier folder, which
+                // qpeft eval --model DIR/model (and transformers) load without the base model.
+                saved = Path.Combine(output, "model");
+                classifier.SaveMerged(saved, overwrite: true);
             }
 
             var results = new Dictionary<string, object?>

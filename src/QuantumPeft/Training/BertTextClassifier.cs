@@ -143,7 +143,7 @@ public sealed class BertTextClassifier : ITrainableClassifier, IDisposable
         foreach (var file in new[] { PeftAdapterFiles.ConfigFileName, PeftAdapterFiles.WeightsFileName })
             if (!File.Exists(Path.Combine(folder, file)))
                 throw new FileNotFoundException($"'{folder}' has no {file}: expected an adapter folder in peft's layout ({PeftAdapterFiles.ConfigFileName} + {PeftAdapterFiles.WeightsFileName})" +
-                    (File.Exists(Path.Combine(folder, "trainable.safetensors")) ? "; trainable.safetensors (head or full fine-tuning) is not an adapter." : "."), Path.Combine(folder, file));
+                    NotAnAdapterHint(folder), Path.Combine(folder, file));
         var weights = Path.Combine(folder, PeftAdapterFiles.WeightsFileName);
         var header = SafetensorsFile.ReadHeader(weights);
         var key = PeftAdapterFiles.Key("classifier", "weight");
@@ -155,6 +155,17 @@ public sealed class BertTextClassifier : ITrainableClassifier, IDisposable
         if (!BertForSequenceClassification.Heads.Contains(head))
             throw new InvalidDataException($"{weights}: metadata {HeadMetadataKey} '{head}' is not a known head (valid: {string.Join(", ", BertForSequenceClassification.Heads)}).");
         return ((int)entry.Shape[0], head);
+    }
+
+    // What the folder holds instead: a model folder (head-only or full fine-tuning, or a merge) or a train --out folder.
+    static string NotAnAdapterHint(string folder)
+    {
+        if (File.Exists(Path.Combine(folder, "config.json")))
+            return $"; it holds config.json, so it is a model folder: evaluate it with --model '{folder}' and no --adapter.";
+        foreach (var (sub, option) in new[] { ("adapter", "--adapter"), ("model", "--model") })
+            if (Directory.Exists(Path.Combine(folder, sub)))
+                return $"; it has a '{sub}' folder (qpeft train --out DIR writes DIR/adapter for adapters, DIR/model for head-only and full fine-tuning): give {option} '{Path.Combine(folder, sub)}'.";
+        return ".";
     }
 
     /// <summary>
@@ -201,7 +212,7 @@ public sealed class BertTextClassifier : ITrainableClassifier, IDisposable
     /// <summary>Saves the adapter (with the classifier as modules_to_save) in peft's layout, recording the head in the file's metadata.</summary>
     public void SaveAdapter(string directory)
     {
-        var peft = Peft ?? throw new InvalidOperationException($"method '{Spec.Method}' has no adapter to save; save GetTrainableState() instead.");
+        var peft = Peft ?? throw new InvalidOperationException($"method '{Spec.Method}' has no adapter to save; write the whole model with SaveMerged instead.");
         peft.Save(directory, metadata: new Dictionary<string, string> { [HeadMetadataKey] = Model.Head });
     }
 

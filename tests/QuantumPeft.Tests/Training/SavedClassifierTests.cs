@@ -140,4 +140,32 @@ public sealed class SavedClassifierTests : IDisposable
         Assert.Null(HfBertLoader.ReadClassifierHead(Folder));
         Assert.Throws<InvalidDataException>(() => HfBertLoader.LoadClassifier(Folder));
     }
+
+    [Fact]
+    public void FullFineTuningSavesAModelFolderThatEvaluatesLikeTheModelInMemory()
+    {
+        // What qpeft train --method full (or head) writes to DIR/model: the whole classifier, no adapter.
+        var task = SmallSentiment();
+        using var trained = new BertTextClassifier(Folder, 2, new FineTuneSpec { Method = "full", Seed = 3 }, maxLength: 32);
+        Assert.Null(trained.Peft);
+        var g = new Generator(11);
+        using (no_grad())
+            foreach (var p in trained.AdapterParameters.Take(20).Concat(trained.HeadParameters))
+                p.add_(torch.randn(p.shape, generator: g) * 0.05);
+        var before = Logits(trained, task.Test);
+        var expected = ClassifierEvaluation.Evaluate(trained, task, task.Test);
+
+        var model = Path.Combine(dir, "model");
+        trained.SaveMerged(model);
+        using var reloaded = BertTextClassifier.FromClassifierFolder(model, maxLength: 32);
+        Assert.Equal(expected, ClassifierEvaluation.Evaluate(reloaded, task, task.Test));
+        var diff = (Logits(reloaded, task.Test) - before).abs().max().item<float>();
+        Assert.True(diff < 1e-5f, $"saved model's logits differ by {diff}");
+
+        // Given as an adapter, the folder (or the train --out folder above it) gets a pointer to the right option.
+        var asAdapter = Assert.Throws<FileNotFoundException>(() => BertTextClassifier.ReadAdapterHead(model));
+        Assert.Contains("--model", asAdapter.Message);
+        var outFolder = Assert.Throws<FileNotFoundException>(() => BertTextClassifier.ReadAdapterHead(dir));
+        Assert.Contains(model, outFolder.Message);
+    }
 }
