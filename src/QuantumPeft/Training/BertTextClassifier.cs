@@ -152,8 +152,7 @@ public sealed class BertTextClassifier : ITrainableClassifier, IDisposable
         if (entry.Shape.Length != 2 || entry.Shape[0] < 1)
             throw new InvalidDataException($"{weights}: '{key}' has shape [{string.Join(", ", entry.Shape)}], expected [num_labels, hidden_size].");
         var head = header.Metadata.TryGetValue(HeadMetadataKey, out var h) ? h : BertForSequenceClassification.MeanHead;
-        if (!BertForSequenceClassification.Heads.Contains(head))
-            throw new InvalidDataException($"{weights}: metadata {HeadMetadataKey} '{head}' is not a known head (valid: {string.Join(", ", BertForSequenceClassification.Heads)}).");
+        BertForSequenceClassification.RequireKnownHead(head, $"{weights}: metadata {HeadMetadataKey}");
         return ((int)entry.Shape[0], head);
     }
 

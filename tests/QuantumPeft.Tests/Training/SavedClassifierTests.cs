@@ -168,4 +168,28 @@ public sealed class SavedClassifierTests : IDisposable
         var outFolder = Assert.Throws<FileNotFoundException>(() => BertTextClassifier.ReadAdapterHead(dir));
         Assert.Contains(model, outFolder.Message);
     }
+
+    [Fact]
+    public void AnUnknownHeadNameInAConfigOrAdapterNamesTheFileAndTheValidHeads()
+    {
+        var model = Path.Combine(dir, "model");
+        Directory.CreateDirectory(model);
+        File.WriteAllText(Path.Combine(model, "config.json"),
+            $$"""{"architectures": ["BertForSequenceClassification"], "num_labels": 2, "{{HfBertLoader.HeadConfigKey}}": "cls"}""");
+        var e = Assert.Throws<InvalidDataException>(() => HfBertLoader.ReadClassifierHead(model));
+        Assert.Contains("config.json", e.Message);
+        Assert.Contains("'cls'", e.Message);
+        Assert.Contains("mean, pooler", e.Message);
+
+        var adapter = Path.Combine(dir, "adapter");
+        Directory.CreateDirectory(adapter);
+        File.WriteAllText(Path.Combine(adapter, "adapter_config.json"), "{}");
+        QuantumPeft.Formats.Safetensors.SafetensorsFile.Write(Path.Combine(adapter, "adapter_model.safetensors"),
+            new Dictionary<string, Tensor> { ["base_model.model.classifier.weight"] = zeros(2, 4) },
+            new Dictionary<string, string> { [BertTextClassifier.HeadMetadataKey] = "cls" });
+        var a = Assert.Throws<InvalidDataException>(() => BertTextClassifier.ReadAdapterHead(adapter));
+        Assert.Contains("adapter_model.safetensors", a.Message);
+        Assert.Contains("'cls'", a.Message);
+        Assert.Contains("mean, pooler", a.Message);
+    }
 }

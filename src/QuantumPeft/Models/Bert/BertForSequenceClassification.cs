@@ -21,6 +21,11 @@ public sealed class BertForSequenceClassification : nn.Module<Tensor, Tensor?, T
     /// <summary>The head names <see cref="Head"/> accepts.</summary>
     public static readonly IReadOnlyList<string> Heads = [MeanHead, PoolerHead];
 
+    /// <summary>Returns <paramref name="head"/> when it is one of <see cref="Heads"/>; otherwise names <paramref name="source"/> (the file it came from).</summary>
+    /// <exception cref="InvalidDataException">An unknown head.</exception>
+    public static string RequireKnownHead(string head, string source) => Heads.Contains(head) ? head
+        : throw new InvalidDataException($"{source} '{head}' is not a known head (valid: {string.Join(", ", Heads)}).");
+
     private readonly BertModel bert;
     private readonly Dropout dropout;
     private nn.Module<Tensor, Tensor> classifier;

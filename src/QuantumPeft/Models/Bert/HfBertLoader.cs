@@ -82,8 +82,7 @@ public static class HfBertLoader
         else if (config.ArchitectureNames().Contains(nameof(BertForSequenceClassification))) numLabels = 2;   // transformers' default
         if (numLabels is null) return null;
         var head = extra.TryGetValue(HeadConfigKey, out var h) && h.ValueKind == JsonValueKind.String ? h.GetString()! : BertForSequenceClassification.PoolerHead;
-        if (!BertForSequenceClassification.Heads.Contains(head))
-            throw new InvalidDataException($"{HfCheckpoint.ConfigPath(folder)}: {HeadConfigKey} '{head}' is not a known head (valid: {string.Join(", ", BertForSequenceClassification.Heads)}).");
+        BertForSequenceClassification.RequireKnownHead(head, $"{HfCheckpoint.ConfigPath(folder)}: {HeadConfigKey}");
         return (numLabels.Value, head);
     }
 
