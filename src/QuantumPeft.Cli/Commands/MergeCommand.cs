@@ -23,9 +23,9 @@ public sealed class MergeCommand : ICliCommand
             var output = Path.TrimEndingDirectorySeparator(Path.GetFullPath(parse.GetValue(outDir)!));
             var adapterDir = Path.TrimEndingDirectorySeparator(Path.GetFullPath(parse.GetValue(adapter)!));
             var overwrite = parse.GetValue(force);
-            if (File.Exists(output)) throw new ArgumentException($"--out '{output}' is a file; expected a folder to write.");
-            if (!overwrite && Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any())
-                throw new ArgumentException($"--out '{output}' is not empty; choose a new folder or pass --force to replace it.");
+            // The write checks it again; checked here too so that a taken --out fails before the model loads.
+            try { Formats.AtomicFolder.EnsureWritable(output, overwrite); }
+            catch (IOException e) { throw new ArgumentException($"--out: {e.Message}{(Directory.Exists(output) && !overwrite ? " Pass --force to replace it." : "")}", e); }
             var folder = Path.TrimEndingDirectorySeparator(ModelResolver.Resolve(parse.GetValue(model)!));
             if (output == folder || output == adapterDir)
                 throw new ArgumentException($"--out '{output}' is the {(output == folder ? "--model" : "--adapter")} folder; write the merged model to a new folder.");
