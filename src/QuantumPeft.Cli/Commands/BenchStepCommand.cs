@@ -111,7 +111,7 @@ public sealed class BenchStepCommand : ICliCommand
                 var sw = Stopwatch.StartNew();
                 var total = stack(branches.Select(b => { var (u, v, _) = b.Factors(); return u.sum() + v.sum(); }).ToArray()).sum();
                 total.backward();
-                if (dev.type == DeviceType.CUDA) cuda.synchronize();
+                Sync();
                 if (i >= 2) factorTimes.Add(sw.Elapsed.TotalMilliseconds);
             }
             var md = "| method | rank | adapter params | timed steps | median step (ms) | forward | backward | optimizer |\n|---|---:|---:|---:|---:|---:|---:|---:|\n" + string.Concat(methods.Select(m =>

@@ -192,9 +192,8 @@ public sealed class PauliCircuitMap : StiefelMap
         long size = 1;
         for (int q = 0; q < m; q++)
         {
-            long d = dims[q];
-            lowKron = (mats[q].view(batch, d, 1, d, 1) * lowKron.view(batch, 1, size, 1, size)).view(batch, d * size, d * size);
-            size *= d;
+            lowKron = Kron(mats[q], dims[q], lowKron, size);
+            size *= dims[q];
         }
         var columns = lowKron.narrow(2, 0, K);
         if (m == dims.Length) return columns;
@@ -225,15 +224,21 @@ public sealed class PauliCircuitMap : StiefelMap
             j++;
             while (j < mats.Length && size * dims[first + j] <= groupDimension)
             {
-                long d = dims[first + j];
-                group = (mats[j].view(batch, d, 1, d, 1) * group.view(batch, 1, size, 1, size)).view(batch, d * size, d * size);
-                size *= d;
+                group = Kron(mats[j], dims[first + j], group, size);
+                size *= dims[first + j];
                 j++;
             }
             long outer = N / (inner * size);
             x = einsum("bij,bojk->boik", group, x.reshape(batch, outer, size, inner * K)).reshape(batch, N, K);
         }
         return x;
+    }
+
+    /// <summary>Batched Kronecker product a x b of [B, da, da] and [B, db, db] (a the more significant factor).</summary>
+    static Tensor Kron(Tensor a, long da, Tensor b, long db)
+    {
+        long batch = a.shape[0];
+        return (a.view(batch, da, 1, da, 1) * b.view(batch, 1, db, 1, db)).view(batch, da * db, da * db);
     }
 
     /// <summary>The generalised RY of a qudit of dimension d from the cosines and sines of its half-angles ([..., d - 1] to [..., d, d]).</summary>
