@@ -25,10 +25,13 @@ public sealed record HfLoadReport(
 /// <param name="BasePrefix">The prefix of the backbone in task models ("bert."): added or stripped so base and task checkpoints both load.</param>
 /// <param name="ExpectedMissing">Prefixes of model tensors a checkpoint may lack (a new head: "classifier.").</param>
 /// <param name="IgnoredUnexpected">Prefixes or suffixes of checkpoint tensors that are dropped without a warning.</param>
+/// <param name="Tied">Model tensors that share storage with another one (a tied lm_head.weight): a checkpoint leaves them
+/// out, as save_pretrained does, and they are then neither missing nor loaded.</param>
 public sealed record HfLoadOptions(
     string BasePrefix = "",
     IReadOnlyList<string>? ExpectedMissing = null,
-    IReadOnlyList<string>? IgnoredUnexpected = null);
+    IReadOnlyList<string>? IgnoredUnexpected = null,
+    IReadOnlyList<string>? Tied = null);
 
 /// <summary>Copies Hugging Face checkpoint tensors into a TorchSharp module whose state-dict names are the Hugging Face names.</summary>
 public static class HfStateDict
@@ -75,7 +78,8 @@ public static class HfStateDict
         }
 
         var loadedSet = loaded.ToHashSet();
-        var absent = target.Keys.Where(k => !loadedSet.Contains(k)).ToList();
+        var tied = options.Tied ?? [];
+        var absent = target.Keys.Where(k => !loadedSet.Contains(k) && !tied.Contains(k)).ToList();
         var fresh = absent.Where(k => Matches(k, options.ExpectedMissing)).ToList();
         var missing = absent.Except(fresh).ToList();
         if (loaded.Count == 0 && checkpoint.Count > 0)
