@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 
 namespace QuantumPeft.Tuners;
 
-/// <summary>A frozen Linear plus named adapter branches: y = base(x) + sum of the active branches' outputs.</summary>
+/// <summary>A frozen Linear (or GPT-2 Conv1D) plus named adapter branches: y = base(x) + sum of the active branches' outputs.</summary>
 /// <remarks>
 /// peft's tuner-layer shape: the wrapper keeps the original layer as <c>base_layer</c> (state names
 /// <c>&lt;path&gt;.base_layer.weight</c>) and never changes its weights unless asked to merge. Forward reads:
@@ -13,26 +13,31 @@ namespace QuantumPeft.Tuners;
 /// </remarks>
 public sealed class AdaptedLinear : nn.Module<Tensor, Tensor>
 {
-    private readonly Linear base_layer;
+    private readonly nn.Module<Tensor, Tensor> base_layer;
     private readonly AdapterSet adapters = new();
     private readonly List<string> merged = [];
     private readonly List<string> active = [];
 
-    /// <summary>Wraps <paramref name="baseLayer"/> (kept, frozen by the caller).</summary>
-    public AdaptedLinear(Linear baseLayer) : base(nameof(AdaptedLinear))
+    /// <summary>Wraps <paramref name="baseLayer"/>, a Linear or a Conv1D (kept, frozen by the caller).</summary>
+    public AdaptedLinear(nn.Module<Tensor, Tensor> baseLayer) : base(nameof(AdaptedLinear))
     {
         base_layer = baseLayer ?? throw new ArgumentNullException(nameof(baseLayer));
+        if (!LinearLayers.IsLinear(baseLayer)) throw new ArgumentException($"An adapter wraps a Linear or Conv1D layer, not a {baseLayer.GetType().Name}.", nameof(baseLayer));
+        (InFeatures, OutFeatures) = LinearLayers.Shape(baseLayer);
         RegisterComponents();
     }
 
     /// <summary>The original layer; its weights change only through <see cref="Merge"/> / <see cref="Unmerge"/>.</summary>
-    public Linear BaseLayer => base_layer;
+    public nn.Module<Tensor, Tensor> BaseLayer => base_layer;
+
+    /// <summary>True when the base layer stores its weight [in, out] (GPT-2's Conv1D: peft's fan_in_fan_out).</summary>
+    public bool FanInFanOut => LinearLayers.IsFanInFanOut(base_layer);
 
     /// <summary>Input features of the base layer.</summary>
-    public int InFeatures => (int)base_layer.in_features;
+    public int InFeatures { get; }
 
     /// <summary>Output features of the base layer.</summary>
-    public int OutFeatures => (int)base_layer.out_features;
+    public int OutFeatures { get; }
 
     /// <summary>Adapter names present on this layer, in insertion order.</summary>
     public IReadOnlyList<string> AdapterNames => adapters.Names.ToList();
@@ -62,7 +67,7 @@ public sealed class AdaptedLinear : nn.Module<Tensor, Tensor>
         if (HasAdapter(name)) throw new ArgumentException($"Adapter '{name}' already exists on this layer.", nameof(name));
         if (branch.InFeatures != InFeatures || branch.OutFeatures != OutFeatures)
             throw new ArgumentException($"Branch shape {branch.OutFeatures}x{branch.InFeatures} does not match the layer {OutFeatures}x{InFeatures}.", nameof(branch));
-        branch.to(base_layer.weight!.device);
+        branch.to(LinearLayers.WeightOutIn(base_layer).device);
         adapters.Add(name, branch);
         if (active.Count == 0) active.Add(name);
     }
@@ -105,7 +110,7 @@ public sealed class AdaptedLinear : nn.Module<Tensor, Tensor>
         foreach (var name in active.Where(n => !merged.Contains(n)).ToList())
         {
             using var scope = NewDisposeScope();
-            var w = base_layer.weight!;
+            var w = LinearLayers.WeightOutIn(base_layer);
             w.add_(adapters[name].DeltaWeight().to(w.dtype).to(w.device));
             merged.Add(name);
         }
@@ -121,7 +126,7 @@ public sealed class AdaptedLinear : nn.Module<Tensor, Tensor>
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var w = base_layer.weight!;
+        var w = LinearLayers.WeightOutIn(base_layer);
         w.sub_(adapters[name].DeltaWeight().to(w.dtype).to(w.device));
         merged.Remove(name);
     }

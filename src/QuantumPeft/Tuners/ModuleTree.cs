@@ -131,7 +131,7 @@ public static class ModuleTree
     private static string Display(FieldInfo f) =>
         f.Name.StartsWith('<') && f.Name.Contains(">k__BackingField") ? f.Name[1..f.Name.IndexOf('>')] : f.Name;
 
-    /// <summary>Every Linear layer by path, in registration order.</summary>
-    public static List<(string Path, Linear Layer)> Linears(nn.Module root) =>
-        root.named_modules().Where(m => m.module is Linear && m.name.Length > 0).Select(m => (m.name, (Linear)m.module)).ToList();
+    /// <summary>Every Linear (or GPT-2 Conv1D) layer by path, in registration order.</summary>
+    public static List<(string Path, nn.Module Layer)> Linears(nn.Module root) =>
+        root.named_modules().Where(m => LinearLayers.IsLinear(m.module) && m.name.Length > 0).Select(m => (m.name, m.module)).ToList();
 }

@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using QuantumPeft.Formats.Peft;
+using QuantumPeft.Tuners.Lora;
 using QuantumPeft.Tuners.Quantum;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -73,6 +74,7 @@ public sealed class PeftModel
 
         var saveModules = ResolveModulesToSave(config);
         var targets = ResolveTargets(config, saveModules);
+        config = MatchLayout(config, targets);
         foreach (var p in Model.parameters()) p.requires_grad = false;
 
         var branches = new List<AdapterBranch>();
@@ -83,7 +85,7 @@ public sealed class PeftModel
             if (module is AdaptedLinear existing) wrapper = existing;
             else
             {
-                wrapper = new AdaptedLinear((Linear)module);
+                wrapper = new AdaptedLinear((nn.Module<Tensor, Tensor>)module);
                 ModuleTree.Replace(Model, path, wrapper);
             }
             var branch = method.CreateBranch(config, path, wrapper.InFeatures, wrapper.OutFeatures, Warnings);
@@ -368,6 +370,20 @@ public sealed class PeftModel
         ApplyActiveAndGrad();
     }
 
+    // peft's rule: the layer decides fan_in_fan_out (true for GPT-2's Conv1D, false for Linear), with a warning when the config disagrees.
+    private PeftConfig MatchLayout(PeftConfig config, IReadOnlyList<string> targets)
+    {
+        if (config is not LoraConfig lora || targets.Count == 0) return config;
+        bool conv = targets.Any(p => ModuleTree.Get(Model, p) is var m && (m is AdaptedLinear a ? a.FanInFanOut : LinearLayers.IsFanInFanOut(m)));
+        if (conv == lora.FanInFanOut) return config;
+        var message = conv
+            ? "fan_in_fan_out is set to false but the target modules are Conv1D (GPT-2); setting fan_in_fan_out to true."
+            : "fan_in_fan_out is set to true but the target modules are Linear; setting fan_in_fan_out to false.";
+        Warnings.Add(message);
+        PeftWarnings.Report(null, message);
+        return lora with { FanInFanOut = conv };
+    }
+
     private void CheckShapes(PeftAdapterContents files, PeftConfig config)
     {
         var shapes = PeftAdapterFiles.ModuleShapes(files.Metadata, Path.Combine(files.Directory, PeftAdapterFiles.WeightsFileName));
@@ -380,7 +396,7 @@ public sealed class PeftModel
             var (mo, mi) = m switch
             {
                 AdaptedLinear a => (a.OutFeatures, a.InFeatures),
-                Linear l => ((int)l.out_features, (int)l.in_features),
+                _ when LinearLayers.IsLinear(m) => (LinearLayers.Shape(m).Out, LinearLayers.Shape(m).In),
                 _ => throw new InvalidDataException($"Module '{path}' is a {m.GetType().Name} in this model, the adapter expects a Linear."),
             };
             if (mo != o || mi != i)
@@ -444,7 +460,7 @@ public sealed class PeftModel
     private List<string> ResolveTargets(PeftConfig config, IReadOnlyList<string> saveModules)
     {
         var candidates = Model.named_modules()
-            .Where(m => m.name.Length > 0 && (m.module is AdaptedLinear || (m.module is Linear && !IsInsideWrapper(m.name))))
+            .Where(m => m.name.Length > 0 && (m.module is AdaptedLinear || (LinearLayers.IsLinear(m.module) && !IsInsideWrapper(m.name))))
             .Select(m => m.name).ToList();
         bool InHead(string p) => saveModules.Any(s => p == s || p.StartsWith(s + ".", StringComparison.Ordinal));
         var sel = config.TargetModules!;

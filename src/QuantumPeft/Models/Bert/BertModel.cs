@@ -131,16 +131,7 @@ public sealed class BertIntermediate : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor hidden) => activation(dense.call(hidden));
 
     /// <summary>Hugging Face's ACT2FN for the names BERT configs use; "gelu" is the exact (erf) GELU.</summary>
-    public static Func<Tensor, Tensor> Activation(string name) => name switch
-    {
-        "gelu" => x => nn.functional.gelu(x),
-        "gelu_new" or "gelu_pytorch_tanh" or "gelu_fast" => x => nn.functional.gelu(x, GELU.Approximate.tanh),
-        "relu" => x => nn.functional.relu(x),
-        "silu" or "swish" => x => nn.functional.silu(x),
-        "tanh" => x => x.tanh(),
-        _ => throw new NotSupportedException(
-            $"hidden_act '{name}' is not supported (supported: {string.Join(", ", BertConfig.SupportedActivations)})."),
-    };
+    public static Func<Tensor, Tensor> Activation(string name) => Layers.Activations.Get(name);
 }
 
 /// <summary>One transformer block: attention, intermediate, output.</summary>

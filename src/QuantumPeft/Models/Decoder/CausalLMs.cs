@@ -36,6 +36,7 @@ public static class CausalLMs
     // One line per architecture folder.
     private static readonly List<CausalLMArchitecture> architectures =
     [
+        new(Gpt2.Gpt2Config.SupportedModelTypes, Gpt2.HfGpt2Loader.Load),
     ];
 
     /// <summary>Every model_type a causal-LM folder may have.</summary>

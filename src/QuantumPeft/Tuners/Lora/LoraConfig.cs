@@ -8,7 +8,7 @@ namespace QuantumPeft.Tuners.Lora;
 /// Supported: r, lora_alpha, lora_dropout, use_rslora (scaling alpha / sqrt(r) instead of alpha / r), init_lora_weights
 /// (true: A kaiming-uniform, B = 0; false: both random), target_modules, exclude_modules, modules_to_save.
 /// The remaining peft fields are kept for round trips; non-default values of features this library does not implement
-/// (bias other than "none", fan_in_fan_out, DoRA, rank/alpha patterns, layer selection, replication) are rejected when
+/// (bias other than "none", DoRA, rank/alpha patterns, layer selection, replication) are rejected when
 /// the adapter is injected, with a message naming the field.
 /// </remarks>
 public sealed record LoraConfig : PeftConfig
@@ -33,7 +33,8 @@ public sealed record LoraConfig : PeftConfig
     /// <summary>Only "none" is supported (no bias is trained).</summary>
     public string Bias { get; init; } = "none";
 
-    /// <summary>Only false is supported (the layers are Linear, weight shape out x in).</summary>
+    /// <summary>True when the adapted layers store their weight [in, out] (GPT-2's Conv1D). As in peft, the layer decides:
+    /// injection sets it to match the targeted layers (with a warning when the file said otherwise).</summary>
     public bool FanInFanOut { get; init; }
 
     /// <summary>true: A kaiming-uniform and B = 0 (the adapted model equals the base model); false: B random too.
@@ -67,7 +68,6 @@ public sealed record LoraConfig : PeftConfig
         if (!double.IsFinite(LoraAlpha) || LoraAlpha <= 0) throw new ArgumentException($"lora_alpha must be a positive number (scaling = lora_alpha / r), got {LoraAlpha}.", nameof(LoraAlpha));
         if (LoraDropout is < 0 or >= 1) throw new ArgumentException($"lora_dropout must be in [0, 1), got {LoraDropout}.", nameof(LoraDropout));
         if (Bias != "none") throw new ArgumentException($"bias \"{Bias}\" is not supported; use \"none\".", nameof(Bias));
-        if (FanInFanOut) throw new ArgumentException("fan_in_fan_out = true is not supported (layers are Linear with weight out x in).", nameof(FanInFanOut));
         if (UseDora) throw new ArgumentException("use_dora = true (DoRA) is not supported.", nameof(UseDora));
         if (LoraBias) throw new ArgumentException("lora_bias = true is not supported.", nameof(LoraBias));
         if (RankPattern.Count > 0) throw new ArgumentException("rank_pattern is not supported; leave it empty.", nameof(RankPattern));
