@@ -25,6 +25,8 @@ public sealed class AdaptedLinear : nn.Module<Tensor, Tensor>
         if (!LinearLayers.IsLinear(baseLayer)) throw new ArgumentException($"An adapter wraps a Linear or Conv1D layer, not a {baseLayer.GetType().Name}.", nameof(baseLayer));
         (InFeatures, OutFeatures) = LinearLayers.Shape(baseLayer);
         RegisterComponents();
+        // A wrapper put into a model in eval mode (inference after loading) must not start training its dropout.
+        if (!baseLayer.training) eval();
     }
 
     /// <summary>The original layer; its weights change only through <see cref="Merge"/> / <see cref="Unmerge"/>.</summary>
@@ -68,6 +70,7 @@ public sealed class AdaptedLinear : nn.Module<Tensor, Tensor>
         if (branch.InFeatures != InFeatures || branch.OutFeatures != OutFeatures)
             throw new ArgumentException($"Branch shape {branch.OutFeatures}x{branch.InFeatures} does not match the layer {OutFeatures}x{InFeatures}.", nameof(branch));
         branch.to(LinearLayers.WeightOutIn(base_layer).device);
+        if (!training) branch.eval();
         adapters.Add(name, branch);
         if (active.Count == 0) active.Add(name);
     }

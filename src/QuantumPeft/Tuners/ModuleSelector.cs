@@ -50,17 +50,62 @@ public sealed record ModuleSelector
     public static implicit operator ModuleSelector(string[] names) => Of(names);
     public static implicit operator ModuleSelector(List<string> names) => Of(names.ToArray());
 
-    /// <summary>Parses a command-line value: "all-linear", "re:PATTERN", or comma-separated names.</summary>
+    /// <summary>Parses a command-line value: "all-linear", "re:PATTERN", or comma-separated names (a name may carry parts: "c_attn[q,v]").</summary>
     public static ModuleSelector Parse(string text)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(text);
         if (text == AllLinearShorthand) return AllLinear;
         if (text.StartsWith("re:", StringComparison.Ordinal)) return Regex(text[3..]);
-        return Of(text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        // Split on commas outside brackets.
+        var names = new List<string>();
+        int depth = 0, start = 0;
+        for (int i = 0; i <= text.Length; i++)
+        {
+            if (i < text.Length && text[i] == '[') depth++;
+            else if (i < text.Length && text[i] == ']') depth--;
+            else if (i == text.Length || (text[i] == ',' && depth == 0))
+            {
+                var name = text[start..i].Trim();
+                if (name.Length > 0) names.Add(name);
+                start = i + 1;
+            }
+        }
+        foreach (var n in names) _ = SplitParts(n);
+        return Of(names.ToArray());
     }
 
-    /// <summary>Whether one list entry (or the pattern) selects the module at <paramref name="path"/>.</summary>
-    public static bool EntryMatches(string entry, string path) => path == entry || path.EndsWith("." + entry, StringComparison.Ordinal);
+    /// <summary>
+    /// An entry's module name and, for the fused-projection form "NAME[q,v]", the parts it adapts (null for a plain name).
+    /// </summary>
+    /// <exception cref="ArgumentException">Malformed brackets or a part other than q, k, v.</exception>
+    public static (string Name, IReadOnlyList<string>? Parts) SplitParts(string entry)
+    {
+        var open = entry.IndexOf('[');
+        if (open < 0)
+        {
+            if (entry.Contains(']')) throw new ArgumentException($"target '{entry}': ']' without '['; the parts form is NAME[q,v].", nameof(entry));
+            return (entry, null);
+        }
+        if (!entry.EndsWith(']') || open == 0)
+            throw new ArgumentException($"target '{entry}' is malformed; the parts form is NAME[q,v] (parts of a fused q, k, v projection such as GPT-2's c_attn).", nameof(entry));
+        var parts = entry[(open + 1)..^1].Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).ToList();
+        if (parts.Count == 0) throw new ArgumentException($"target '{entry}' names no part; use e.g. c_attn[q,v].", nameof(entry));
+        foreach (var p in parts) FusedPartsBranch.PartIndex(p);
+        if (parts.Distinct().Count() != parts.Count) throw new ArgumentException($"target '{entry}' names a part twice.", nameof(entry));
+        return (entry[..open], parts);
+    }
+
+    /// <summary>Whether one list entry (or the pattern) selects the module at <paramref name="path"/> (the parts of "NAME[q,v]" aside).</summary>
+    public static bool EntryMatches(string entry, string path)
+    {
+        var bracket = entry.IndexOf('[');
+        if (bracket > 0) entry = entry[..bracket];
+        return path == entry || path.EndsWith("." + entry, StringComparison.Ordinal);
+    }
+
+    /// <summary>The parts the first matching "NAME[q,v]" entry names for <paramref name="path"/>, or null when the layer is adapted whole.</summary>
+    public IReadOnlyList<string>? PartsFor(string path) =>
+        Names?.Where(n => EntryMatches(n, path)).Select(n => SplitParts(n).Parts).FirstOrDefault(p => p is not null);
 
     /// <summary>Whether this selector selects <paramref name="path"/> (the "all-linear" shorthand is resolved by the caller).</summary>
     public bool Matches(string path)

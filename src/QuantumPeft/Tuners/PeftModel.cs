@@ -88,9 +88,21 @@ public sealed class PeftModel
                 wrapper = new AdaptedLinear((nn.Module<Tensor, Tensor>)module);
                 ModuleTree.Replace(Model, path, wrapper);
             }
-            var branch = method.CreateBranch(config, path, wrapper.InFeatures, wrapper.OutFeatures, Warnings);
+            AdapterBranch branch;
+            if (config.TargetModules!.PartsFor(path) is { } parts)
+            {
+                if (wrapper.OutFeatures % FusedPartsBranch.QkvParts.Count != 0)
+                    throw new ArgumentException($"target '{path}[{string.Join(",", parts)}]': a fused q, k, v layer has out_features divisible by 3, this one has {wrapper.OutFeatures}.", nameof(config));
+                var pieces = parts.Select(p => (p, method.CreateBranch(config, path + "." + p, wrapper.InFeatures, wrapper.OutFeatures / 3, Warnings))).ToList();
+                branch = new FusedPartsBranch(wrapper.InFeatures, wrapper.OutFeatures, pieces);
+                branches.AddRange(pieces.Select(p => p.Item2));
+            }
+            else
+            {
+                branch = method.CreateBranch(config, path, wrapper.InFeatures, wrapper.OutFeatures, Warnings);
+                branches.Add(branch);
+            }
             wrapper.AddAdapter(adapterName, branch);
-            branches.Add(branch);
         }
         method.AdapterCreated(branches);
         configs[adapterName] = config;
@@ -263,7 +275,7 @@ public sealed class PeftModel
             throw new InvalidOperationException("Quantization applies to a Quantum-PEFT adapter; the active adapter is not one.");
         if (AdaptedLayers.Any(l => l.Layer.IsMerged)) throw new InvalidOperationException("Unmerge before quantizing.");
         foreach (var (_, layer) in AdaptedLayers.Where(l => l.Layer.HasAdapter(activeAdapter)))
-            ((QuantumBranch)layer[activeAdapter]).Quantize(angleBits, lambdaBits);
+            foreach (var leaf in FusedPartsBranch.Leaves(layer[activeAdapter])) ((QuantumBranch)leaf).Quantize(angleBits, lambdaBits);
         configs[activeAdapter] = qc with { Quantization = new() { AngleBits = angleBits, LambdaBits = lambdaBits, Mode = "post_training" } };
     }
 
@@ -329,8 +341,11 @@ public sealed class PeftModel
         foreach (var (path, layer) in AdaptedLayers.Where(l => l.Layer.HasAdapter(adapterName)))
         {
             var prefix = PeftAdapterFiles.KeyPrefix + path + ".";
+            // A fused-parts layer's keys carry the part first (q.lora_A.weight).
+            var partPrefixes = layer[adapterName] is FusedPartsBranch fused ? fused.Parts.Select(p => p.Part + ".").ToList() : [""];
             var state = files.Tensors.Where(p => p.Key.StartsWith(prefix, StringComparison.Ordinal)
-                    && method.KeyInfixes.Any(i => p.Key[prefix.Length..].StartsWith(i, StringComparison.Ordinal)))
+                    && partPrefixes.Any(pp => p.Key[prefix.Length..].StartsWith(pp, StringComparison.Ordinal)
+                        && method.KeyInfixes.Any(i => p.Key[(prefix.Length + pp.Length)..].StartsWith(i, StringComparison.Ordinal))))
                 .ToDictionary(p => p.Key[prefix.Length..], p => p.Value);
             if (state.Count == 0) { missing.Add(path); continue; }
             try { layer[adapterName].ImportState(state, prefix); }

@@ -28,7 +28,10 @@ public sealed record DecoderLoadOptions(Device? Device = null, ScalarType? DType
 /// <summary>A causal-LM architecture: which model_type values it reads and how to load a folder of them.</summary>
 /// <param name="ModelTypes">config.json model_type values.</param>
 /// <param name="Load">Builds the model from the folder's config.json and weights.</param>
-public sealed record CausalLMArchitecture(IReadOnlyList<string> ModelTypes, Func<string, DecoderLoadOptions, (ICausalLM Model, HfLoadReport Report)> Load);
+/// <param name="Save">Writes a model of this architecture (its current weights, e.g. after merging adapters) as a plain Hugging Face
+/// folder: config.json, safetensors (a tied head left out), and the tokenizer and generation files of the folder named by the third argument.</param>
+public sealed record CausalLMArchitecture(IReadOnlyList<string> ModelTypes, Func<string, DecoderLoadOptions, (ICausalLM Model, HfLoadReport Report)> Load,
+    Action<ICausalLM, string, string?> Save);
 
 /// <summary>The causal-LM architectures this library loads, picked by config.json's model_type.</summary>
 public static class CausalLMs
@@ -36,7 +39,7 @@ public static class CausalLMs
     // One line per architecture folder.
     private static readonly List<CausalLMArchitecture> architectures =
     [
-        new(Gpt2.Gpt2Config.SupportedModelTypes, Gpt2.HfGpt2Loader.Load),
+        new(Gpt2.Gpt2Config.SupportedModelTypes, Gpt2.HfGpt2Loader.Load, Gpt2.HfGpt2Loader.Save),
     ];
 
     /// <summary>Every model_type a causal-LM folder may have.</summary>
@@ -63,10 +66,18 @@ public static class CausalLMs
     public static (ICausalLM Model, HfLoadReport Report) LoadWithReport(string folder, DecoderLoadOptions? options = null)
     {
         var type = ReadModelType(folder);
-        var arch = architectures.FirstOrDefault(a => type is not null && a.ModelTypes.Contains(type))
+        var arch = architectures.FirstOrDefault(a => type is not null && a.ModelTypes.Contains(type!))
             ?? throw new NotSupportedException(
                 $"{HfCheckpoint.ConfigPath(folder)}: model_type '{type ?? "(none)"}' is not a supported causal LM (supported: {string.Join(", ", ModelTypes)}).");
         return arch.Load(folder, options ?? new DecoderLoadOptions());
+    }
+
+    /// <summary>Writes <paramref name="model"/> (its current weights) as a plain Hugging Face folder, copying tokenizer and generation files from <paramref name="copyFilesFrom"/>.</summary>
+    public static void Save(ICausalLM model, string folder, string? copyFilesFrom = null)
+    {
+        var arch = architectures.FirstOrDefault(a => a.ModelTypes.Contains(model.Info.ModelType))
+            ?? throw new NotSupportedException($"no writer for model_type '{model.Info.ModelType}'.");
+        arch.Save(model, folder, copyFilesFrom);
     }
 
     /// <summary><see cref="LoadWithReport"/> without the report.</summary>

@@ -42,6 +42,14 @@ public static class HfGpt2Loader
         }
     }
 
+    /// <summary>Writes a loaded GPT-2 (its current weights) as a GPT2LMHeadModel folder; the registry's writer.</summary>
+    public static void Save(ICausalLM model, string folder, string? copyFilesFrom)
+    {
+        var gpt2 = model as Gpt2LMHeadModel ?? throw new ArgumentException($"expected a GPT-2 model, got {model.GetType().Name}.", nameof(model));
+        var state = gpt2.state_dict().ToDictionary(p => p.Key, p => p.Value.detach().cpu().contiguous());
+        Save(folder, gpt2.Config, state, copyFilesFrom);
+    }
+
     /// <summary>
     /// Writes a GPT2LMHeadModel folder from a state dict with Hugging Face names (e.g. after merging adapters); a tied
     /// lm_head.weight is left out, as save_pretrained does. Tokenizer and generation files come from <paramref name="copyTokenizerFrom"/>.

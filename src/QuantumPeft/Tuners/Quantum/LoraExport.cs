@@ -11,7 +11,8 @@ public sealed record LoraExportResult(string Directory, int Modules, int Rank, l
 /// <summary>Converts a saved Quantum-PEFT adapter into the exactly equivalent LoRA adapter (spec section 1).</summary>
 /// <remarks>
 /// For each module: B = s U diag(lambda) (out x K), A = V^T (K x in), written with r = lora_alpha = K so that LoRA's
-/// scaling is 1 and B A = s U diag(lambda) V^T, the Quantum-PEFT update. modules_to_save tensors are copied unchanged.
+/// scaling is 1 and B A = s U diag(lambda) V^T, the Quantum-PEFT update. A fused-parts layer (c_attn[q,v]) becomes one LoRA of
+/// rank parts x K on the whole layer, so that peft, which has no parts form, reads the result. modules_to_save tensors are copied unchanged.
 /// Needs no model: the module shapes come from the file's "qpeft_module_shapes" metadata.
 /// </remarks>
 public static class LoraExport
@@ -30,31 +31,52 @@ public static class LoraExport
         var output = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var used = new HashSet<string>(StringComparer.Ordinal);
         long quantumParams = 0, loraParams = 0;
+        var ranks = new HashSet<int>();
         using (no_grad())
             foreach (var (path, (o, i)) in shapes.OrderBy(p => p.Key, StringComparer.Ordinal))
             {
                 var prefix = PeftAdapterFiles.KeyPrefix + path + ".";
-                var state = files.Tensors.Where(p => p.Key.StartsWith(prefix, StringComparison.Ordinal) && infixes.Any(x => p.Key[prefix.Length..].StartsWith(x, StringComparison.Ordinal)))
-                    .ToDictionary(p => p.Key[prefix.Length..], p => p.Value);
-                using var branch = new QuantumBranch(i, o, config, 0, 0);
-                branch.ImportState(state, prefix);
-                var (b, a) = branch.ToLora();
-                output[PeftAdapterFiles.Key(path, "lora_A.weight")] = a.cpu().contiguous();
+                Dictionary<string, Tensor> StateOf(string partPrefix) => files.Tensors
+                    .Where(p => p.Key.StartsWith(prefix + partPrefix, StringComparison.Ordinal) && infixes.Any(x => p.Key[(prefix.Length + partPrefix.Length)..].StartsWith(x, StringComparison.Ordinal)))
+                    .ToDictionary(p => p.Key[(prefix.Length + partPrefix.Length)..], p => p.Value);
+                // A fused-parts layer (c_attn[q,v]) becomes one LoRA on the whole layer of rank parts x K: A stacks the parts'
+                // V^T, B puts each part's s U diag(lambda) in its rows and columns, zero elsewhere; B A is the same update.
+                var parts = FusedPartsBranch.QkvParts.Where(p => StateOf(p + ".").Count > 0).ToList();
+                var pieces = parts.Count == 0 ? [("", o)] : parts.Select(p => (p + ".", o / FusedPartsBranch.QkvParts.Count)).ToList();
+                var aBlocks = new List<Tensor>();
+                var b = zeros(o, pieces.Count * config.R);
+                foreach (var (index, (partPrefix, rows)) in pieces.Index())
+                {
+                    var state = StateOf(partPrefix);
+                    using var branch = new QuantumBranch(i, rows, config, 0, 0);
+                    branch.ImportState(state, prefix + partPrefix);
+                    var (pb, pa) = branch.ToLora();
+                    aBlocks.Add(pa);
+                    var rowStart = parts.Count == 0 ? 0 : FusedPartsBranch.PartIndex(parts[index]) * rows;
+                    b.narrow(0, rowStart, rows).narrow(1, index * config.R, config.R).copy_(pb);
+                    used.UnionWith(state.Keys.Select(k => prefix + partPrefix + k));
+                    quantumParams += branch.ParameterCount;
+                }
+                var rank = pieces.Count * config.R;
+                ranks.Add(rank);
+                output[PeftAdapterFiles.Key(path, "lora_A.weight")] = cat(aBlocks, 0).cpu().contiguous();
                 output[PeftAdapterFiles.Key(path, "lora_B.weight")] = b.cpu().contiguous();
-                used.UnionWith(state.Keys.Select(k => prefix + k));
-                quantumParams += branch.ParameterCount;
-                loraParams += LoraBranch.CountParameters(i, o, config.R);
+                loraParams += LoraBranch.CountParameters(i, o, rank);
             }
+        if (ranks.Count > 1)
+            throw new InvalidDataException($"{weightsPath}: its layers need LoRA ranks {string.Join(" and ", ranks.Order())} (fused-part layers take parts x K); " +
+                "one LoRA config holds one rank, so export adapters whose layers all have the same parts.");
+        var loraRank = ranks.Count == 1 ? ranks.Single() : config.R;
         foreach (var (key, t) in files.Tensors.Where(p => !used.Contains(p.Key))) output[key] = t; // modules_to_save
 
         var lora = new LoraConfig
         {
-            R = config.R, LoraAlpha = config.R, LoraDropout = config.Dropout,
+            R = loraRank, LoraAlpha = loraRank, LoraDropout = config.Dropout,
             TargetModules = ModuleSelector.Of(shapes.Keys.Order(StringComparer.Ordinal).ToArray()),
             ModulesToSave = config.ModulesToSave, BaseModelNameOrPath = config.BaseModelNameOrPath,
             Revision = config.Revision, TaskType = config.TaskType, InferenceMode = true,
         };
         PeftAdapterFiles.Write(outDirectory, lora.ToJson(), output, shapes);
-        return new LoraExportResult(outDirectory, shapes.Count, config.R, loraParams, quantumParams);
+        return new LoraExportResult(outDirectory, shapes.Count, loraRank, loraParams, quantumParams);
     }
 }
