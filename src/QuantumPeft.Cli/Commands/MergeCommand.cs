@@ -1,20 +1,22 @@
 using System.CommandLine;
 using QuantumPeft.Models;
+using QuantumPeft.Models.Decoder;
 using QuantumPeft.Training;
+using QuantumPeft.Tuners;
 
 namespace QuantumPeft.Cli.Commands;
 
-/// <summary><c>qpeft merge</c>: a base model plus an adapter folder into one plain Hugging Face classifier folder.</summary>
+/// <summary><c>qpeft merge</c>: a base model plus an adapter folder into one plain Hugging Face folder (a BERT classifier, or a causal LM).</summary>
 public sealed class MergeCommand : ICliCommand
 {
     public Command Build()
     {
-        var model = new Option<string>("--model") { Description = "minilm or the Hugging Face BERT folder the adapter was trained on.", DefaultValueFactory = _ => "minilm" };
+        var model = new Option<string>("--model") { Description = "minilm, or the Hugging Face folder (BERT, GPT-2, LLaMA, Mistral, Qwen2) the adapter was trained on.", DefaultValueFactory = _ => "minilm" };
         var adapter = new Option<string>("--adapter") { Description = "Adapter folder written by qpeft train (OUT/adapter).", Required = true };
         var outDir = new Option<string>("--out") { Description = "Folder to write (config.json, model.safetensors, tokenizer files).", Required = true };
         var force = new Option<bool>("--force") { Description = "Replace --out if it is not empty." };
 
-        var cmd = new Command("merge", "Merge an adapter (and its classifier head) into the base weights; write a Hugging Face BertForSequenceClassification folder.");
+        var cmd = new Command("merge", "Merge an adapter (and its classifier head) into the base weights; write a plain Hugging Face folder (BertForSequenceClassification, or the causal LM's class).");
         foreach (var o in new Option[] { model, adapter, outDir, force })
             cmd.Options.Add(o);
 
@@ -30,6 +32,18 @@ public sealed class MergeCommand : ICliCommand
             if (output == folder || output == adapterDir)
                 throw new ArgumentException($"--out '{output}' is the {(output == folder ? "--model" : "--adapter")} folder; write the merged model to a new folder.");
 
+            if (CausalLMs.IsCausalLM(folder))
+            {
+                var lm = CausalLMs.Load(folder);
+                var peft = PeftModel.Load(lm.Module, adapterDir);
+                var count = peft.AdaptedLayers.Count;
+                var type = peft.ActiveConfig.PeftType;
+                peft.MergeAndUnload();
+                Formats.AtomicFolder.Write(output, temp => CausalLMs.Save(lm, temp, folder), overwrite);
+                Console.WriteLine($"merged {type} adapter {adapterDir} into {count} layers of {folder} ({lm.Info.ModelType})");
+                Console.WriteLine($"saved: {output} ({string.Join(", ", Directory.EnumerateFiles(output).Select(Path.GetFileName).Order(StringComparer.Ordinal))})");
+                return 0;
+            }
             var (numLabels, head) = BertTextClassifier.ReadAdapterHead(adapterDir);
             using var classifier = BertTextClassifier.FromAdapter(folder, adapterDir);
             var layers = classifier.Peft!.AdaptedLayers.Count;

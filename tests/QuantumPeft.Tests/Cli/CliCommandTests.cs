@@ -15,7 +15,7 @@ public sealed class CliCommandTests : IDisposable
     public void Dispose() { if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true); }
 
     // Test collections run one at a time (xunit.runner.json), so swapping Console.Out is safe here.
-    static (int Code, string Output) Run(ICliCommand command, params string[] args)
+    internal static (int Code, string Output) Run(ICliCommand command, params string[] args)
     {
         var root = new RootCommand("test");
         root.Subcommands.Add(command.Build());

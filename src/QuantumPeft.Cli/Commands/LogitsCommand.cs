@@ -1,0 +1,125 @@
+using System.CommandLine;
+using System.Text.Json;
+using QuantumPeft.Models;
+using QuantumPeft.Models.Bert;
+using QuantumPeft.Models.Decoder;
+using QuantumPeft.Training;
+using QuantumPeft.Tuners;
+using static TorchSharp.torch;
+
+namespace QuantumPeft.Cli.Commands;
+
+/// <summary><c>qpeft logits</c>: a model's raw outputs for given token ids, for checks against transformers and peft.</summary>
+/// <remarks>
+/// Contract: <c>qpeft logits --model DIR [--adapter DIR] --inputs FILE.json --json</c> prints <c>{"logits": ...}</c>: for a causal
+/// LM the logits at each sequence's last token (the last 1 of its attention_mask), over the full vocabulary; for a classifier one
+/// row per sequence; a single sequence in gives a single row out. A folder without a head (a bare BertModel, GPT2Model,
+/// LlamaModel) prints <c>{"last_hidden_state": ...}</c> ([T, H] per sequence) instead.
+/// </remarks>
+public sealed class LogitsCommand : ICliCommand
+{
+    // Base-model classes: their folders have no head, so the output is the last hidden state, as transformers' AutoModel gives.
+    static readonly string[] BaseDecoderClasses = ["GPT2Model", "LlamaModel", "MistralModel", "Qwen2Model"];
+
+    public Command Build()
+    {
+        var model = new Option<string>("--model") { Description = "minilm, or a Hugging Face model folder (BERT, GPT-2, LLaMA, Mistral, Qwen2).", Required = true };
+        var adapter = new Option<string?>("--adapter") { Description = "An adapter folder (peft's layout) to apply." };
+        var inputs = new Option<string>("--inputs") { Description = "JSON file: {\"input_ids\": [..] or [[..], ..], \"attention_mask\": ..., \"token_type_ids\": ...}.", Required = true };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object (the only output format; kept for the contract)." };
+        var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N.", DefaultValueFactory = _ => "cpu" };
+        var dtype = new Option<string>("--dtype") { Description = "Decoder weights: float32, float16 or bfloat16.", DefaultValueFactory = _ => "float32" };
+
+        var cmd = new Command("logits", "Print a model's logits (or last hidden state) for token ids read from a JSON file.");
+        foreach (var o in new Option[] { model, adapter, inputs, json, device, dtype }) cmd.Options.Add(o);
+        cmd.SetAction(parse =>
+        {
+            var dev = EmbedCommand.ParseDevice(parse.GetValue(device)!);
+            var dt = DecoderLoadOptions.ParseDType(parse.GetValue(dtype)!);
+            var batch = TokenBatch.Load(parse.GetValue(inputs)!);
+            var folder = ModelResolver.Resolve(parse.GetValue(model)!);
+            var adapterDir = parse.GetValue(adapter) is { } a ? Path.GetFullPath(a) : null;
+            var (key, values) = CausalLMs.IsCausalLM(folder)
+                ? Decoder(folder, adapterDir, batch, new DecoderLoadOptions(dev, dt))
+                : Encoder(folder, adapterDir, batch, dev);
+            Console.WriteLine(Serialize(key, values, batch.Single));
+            return 0;
+        });
+        return cmd;
+    }
+
+    static (string Key, Tensor Values) Decoder(string folder, string? adapterDir, TokenBatch batch, DecoderLoadOptions options)
+    {
+        var lm = CausalLMs.Load(folder, options);
+        batch.CheckIds(lm.Info.VocabSize, $"'{folder}'");
+        if (adapterDir is not null) PeftModel.Load(lm.Module, adapterDir);
+        lm.Module.eval();
+        using var _ = no_grad();
+        var dev = options.Device ?? CPU;
+        var ids = batch.Ids(dev);
+        var mask = batch.Mask(dev);
+        if (ArchitectureOf(folder) is { } arch && BaseDecoderClasses.Contains(arch))
+            return ("last_hidden_state", lm.HiddenStates(ids, mask).to(ScalarType.Float32).cpu());
+        var logits = lm.Forward(ids, mask);
+        var last = tensor(batch.LastPositions(), device: dev);
+        var rows = logits[arange(batch.Count, device: dev), last];
+        return ("logits", rows.cpu());
+    }
+
+    static (string Key, Tensor Values) Encoder(string folder, string? adapterDir, TokenBatch batch, Device dev)
+    {
+        using var _ = no_grad();
+        var config = HfBertLoader.LoadConfig(folder);
+        batch.CheckIds(config.VocabSize, $"'{folder}'");
+        bool classifier = adapterDir is not null ? AdapterHasClassifier(adapterDir) : HfBertLoader.ReadClassifierHead(folder) is not null;
+        var (ids, mask, types) = (batch.Ids(dev), batch.Mask(dev), batch.Types(dev));
+        if (classifier)
+        {
+            using var c = adapterDir is not null ? BertTextClassifier.FromAdapter(folder, adapterDir, device: dev) : BertTextClassifier.FromClassifierFolder(folder, device: dev);
+            return ("logits", c.Model.forward(ids, mask, types).cpu());
+        }
+        using var bert = HfBertLoader.LoadModel(folder, dev);
+        if (adapterDir is not null) PeftModel.Load(bert, adapterDir);
+        bert.eval();
+        return ("last_hidden_state", bert.forward(ids, mask, types).cpu());
+    }
+
+    static bool AdapterHasClassifier(string adapterDir)
+    {
+        try { BertTextClassifier.ReadAdapterHead(adapterDir); return true; }
+        catch (InvalidDataException e) when (e.Message.Contains("classifier", StringComparison.OrdinalIgnoreCase)) { return false; }
+    }
+
+    static string? ArchitectureOf(string folder)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "config.json")));
+        return doc.RootElement.TryGetProperty("architectures", out var a) && a.ValueKind == JsonValueKind.Array && a.GetArrayLength() > 0 ? a[0].GetString() : null;
+    }
+
+    /// <summary>{"key": nested lists}; the batch dimension is dropped for a single input sequence.</summary>
+    internal static string Serialize(string key, Tensor values, bool single)
+    {
+        var t = values.to(ScalarType.Float32).contiguous();
+        if (single) t = t[0];
+        var data = t.data<float>().ToArray();
+        var shape = t.shape;
+        using var stream = new MemoryStream();
+        using (var w = new Utf8JsonWriter(stream))
+        {
+            w.WriteStartObject();
+            w.WritePropertyName(key);
+            int offset = 0;
+            void Write(int dim)
+            {
+                w.WriteStartArray();
+                for (long i = 0; i < shape[dim]; i++)
+                    if (dim == shape.Length - 1) w.WriteNumberValue(data[offset++]);
+                    else Write(dim + 1);
+                w.WriteEndArray();
+            }
+            Write(0);
+            w.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
+    }
+}

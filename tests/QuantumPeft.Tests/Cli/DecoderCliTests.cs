@@ -1,0 +1,151 @@
+using System.Text.Json;
+using QuantumPeft.Cli;
+using QuantumPeft.Cli.Commands;
+using QuantumPeft.Data;
+using QuantumPeft.Models;
+using QuantumPeft.Models.Bert;
+using QuantumPeft.Models.Decoder;
+using QuantumPeft.Tests.Models;
+using QuantumPeft.Tests.Models.Gpt2;
+using QuantumPeft.Training;
+using QuantumPeft.Tuners;
+using QuantumPeft.Tuners.Lora;
+using static TorchSharp.torch;
+
+namespace QuantumPeft.Tests.Cli;
+
+/// <summary>qpeft logits and merge on decoder and encoder folders, in-process.</summary>
+[Collection("MiniLM")]
+public sealed class DecoderCliTests(MiniLmFixture minilm) : IDisposable
+{
+    readonly string dir = Path.Combine(Path.GetTempPath(), "qpeft-dec-cli-" + Guid.NewGuid().ToString("N"));
+    public void Dispose() { if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true); }
+
+    static (int Code, string Output) Run(ICliCommand command, params string[] args) => CliCommandTests.Run(command, args);
+
+    string Inputs(object value)
+    {
+        Directory.CreateDirectory(dir);
+        var path = Path.Combine(dir, $"inputs-{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, JsonSerializer.Serialize(value));
+        return path;
+    }
+
+    static float[][] Rows(string output, string key)
+    {
+        using var doc = JsonDocument.Parse(output);
+        var node = doc.RootElement.GetProperty(key);
+        return node[0].ValueKind == JsonValueKind.Array
+            ? node.EnumerateArray().Select(r => r.EnumerateArray().Select(v => v.GetSingle()).ToArray()).ToArray()
+            : [node.EnumerateArray().Select(v => v.GetSingle()).ToArray()];
+    }
+
+    static double MaxDiff(float[] a, Tensor b) => a.Zip(b.data<float>().ToArray(), (x, y) => Math.Abs(x - y)).Max();
+
+    [Fact]
+    public void Logits_of_a_gpt2_folder_are_the_last_token_rows_single_and_padded()
+    {
+        using var model = TinyGpt2.Model();
+        var folder = TinyGpt2.Write(model, Path.Combine(dir, "gpt2"));
+        using var _ = no_grad();
+
+        var (code, output) = Run(new LogitsCommand(), "logits", "--model", folder, "--inputs", Inputs(new { input_ids = new[] { 5, 17, 3 } }), "--json");
+        Assert.Equal(0, code);
+        var single = Rows(output, "logits");
+        Assert.Single(single);
+        Assert.Equal(TinyGpt2.Vocab, single[0].Length);
+        Assert.True(MaxDiff(single[0], model.Forward(TinyGpt2.Ids([5, 17, 3]))[0, -1]) < 1e-5);
+        Assert.DoesNotContain("[[", output);   // one sequence in, one row out
+
+        var padded = new { input_ids = new[] { new[] { 5, 17, 3, 0 }, new[] { 9, 8, 7, 6 } }, attention_mask = new[] { new[] { 1, 1, 1, 0 }, new[] { 1, 1, 1, 1 } } };
+        (code, output) = Run(new LogitsCommand(), "logits", "--model", folder, "--inputs", Inputs(padded), "--json");
+        Assert.Equal(0, code);
+        var rows = Rows(output, "logits");
+        Assert.Equal(2, rows.Length);
+        Assert.True(MaxDiff(rows[0], model.Forward(TinyGpt2.Ids([5, 17, 3]))[0, -1]) < 1e-5);   // right padding: the last real token
+        Assert.True(MaxDiff(rows[1], model.Forward(TinyGpt2.Ids([9, 8, 7, 6]))[0, -1]) < 1e-5);
+    }
+
+    [Fact]
+    public void Logits_on_the_bundled_minilm_classifier_match_the_trainers_forward()
+    {
+        using var classifier = new BertTextClassifier(minilm.Folder, 2, new FineTuneSpec { Method = "lora", Rank = 2, Seed = 5 });
+        using (no_grad())   // a trained-looking adapter: nonzero B
+            foreach (var p in classifier.AdapterParameters) p.add_(randn_like(p) * 0.05);
+        var adapter = Path.Combine(dir, "adapter");
+        classifier.SaveAdapter(adapter);
+        classifier.SetTraining(false);
+        string[] texts = ["a wonderful, moving film", "the plot made no sense at all and the acting was worse"];
+        Tensor expected;
+        using (no_grad()) expected = classifier.Forward(texts.Select(t => new TextExample(t, null, 0)).ToList());
+
+        using var encoded = minilm.Text.Encode(texts, maxLength: 128);
+        long[][] ToRows(Tensor t) => Enumerable.Range(0, (int)t.shape[0]).Select(i => t[i].data<long>().ToArray()).ToArray();
+        var inputs = Inputs(new { input_ids = ToRows(encoded.InputIds), attention_mask = ToRows(encoded.AttentionMask), token_type_ids = ToRows(encoded.TokenTypeIds) });
+        var (code, output) = Run(new LogitsCommand(), "logits", "--model", "minilm", "--adapter", adapter, "--inputs", inputs, "--json");
+        Assert.Equal(0, code);
+        var rows = Rows(output, "logits");
+        Assert.Equal(2, rows.Length);
+        for (int i = 0; i < 2; i++) Assert.True(MaxDiff(rows[i], expected[i]) < 1e-5, $"row {i}");
+        Assert.True(Math.Abs(rows[0][0] - rows[0][1]) > 1e-4);   // a head that tells the rows apart, not zeros
+    }
+
+    [Fact]
+    public void Logits_of_a_bare_encoder_are_its_last_hidden_state()
+    {
+        using var encoded = minilm.Text.Encode(["hello there"], maxLength: 16);
+        var ids = encoded.InputIds[0].data<long>().ToArray();
+        var (code, output) = Run(new LogitsCommand(), "logits", "--model", "minilm", "--inputs", Inputs(new { input_ids = ids }), "--json");
+        Assert.Equal(0, code);
+        var rows = Rows(output, "last_hidden_state");
+        Assert.Equal(ids.Length, rows.Length);
+        using var _ = no_grad();
+        var hidden = minilm.Model.forward(tensor(ids).unsqueeze(0))[0];
+        for (int t = 0; t < ids.Length; t++) Assert.True(MaxDiff(rows[t], hidden[t]) < 1e-4);
+    }
+
+    [Fact]
+    public void Merge_of_a_gpt2_lora_writes_a_plain_folder_with_the_adapters_logits()
+    {
+        using var model = TinyGpt2.Model();
+        var folder = TinyGpt2.Write(model, Path.Combine(dir, "base"));
+        File.WriteAllText(Path.Combine(folder, "generation_config.json"), """{"bos_token_id": 1, "eos_token_id": 2}""");
+        var lm = CausalLMs.Load(folder);
+        var peft = PeftModel.Inject(lm.Module, new LoraConfig { R = 2, LoraAlpha = 8, TargetModules = ModuleSelector.Parse("c_attn,c_fc"),
+            InitLoraWeights = JsonSerializer.SerializeToElement(false), TaskType = "CAUSAL_LM" });
+        var adapter = Path.Combine(dir, "lora");
+        peft.Save(adapter);
+        var ids = TinyGpt2.Ids([3, 1, 4, 1, 5, 9]);
+        Tensor expected;
+        using (no_grad()) expected = lm.Forward(ids);
+
+        var merged = Path.Combine(dir, "merged");
+        var (code, output) = Run(new MergeCommand(), "merge", "--model", folder, "--adapter", adapter, "--out", merged);
+        Assert.Equal(0, code);
+        Assert.Contains("into 4 layers", output);
+        Assert.True(File.Exists(Path.Combine(merged, "generation_config.json")));
+        var keys = QuantumPeft.Formats.Safetensors.SafetensorsFile.ReadHeader(Path.Combine(merged, "model.safetensors")).Entries.Select(e => e.Name).ToList();
+        Assert.Contains("transformer.h.0.attn.c_attn.weight", keys);
+        Assert.DoesNotContain(keys, k => k.Contains("lora") || k.Contains("base_layer") || k == "lm_head.weight");
+        var plain = CausalLMs.Load(merged);
+        using (no_grad()) Assert.True((plain.Forward(ids) - expected).abs().max().item<float>() < 1e-4);
+    }
+
+    [Fact]
+    public void Bad_inputs_are_named()
+    {
+        using var model = TinyGpt2.Model();
+        var folder = TinyGpt2.Write(model, Path.Combine(dir, "gpt2"));
+        var ragged = Inputs(new { input_ids = new[] { new[] { 1, 2, 3 }, new[] { 4, 5 } } });
+        var e1 = Assert.Throws<InvalidDataException>(() => Run(new LogitsCommand(), "logits", "--model", folder, "--inputs", ragged, "--json"));
+        Assert.Contains("different lengths", e1.Message);
+        var outside = Inputs(new { input_ids = new[] { 1, 2, 400 } });
+        var e2 = Assert.Throws<ArgumentException>(() => Run(new LogitsCommand(), "logits", "--model", folder, "--inputs", outside, "--json"));
+        Assert.Contains("input_ids[0][2] = 400", e2.Message);
+        var noIds = Inputs(new { ids = new[] { 1 } });
+        var e3 = Assert.Throws<InvalidDataException>(() => Run(new LogitsCommand(), "logits", "--model", folder, "--inputs", noIds, "--json"));
+        Assert.Contains("\"input_ids\"", e3.Message);
+        var e4 = Assert.Throws<ArgumentException>(() => Run(new LogitsCommand(), "logits", "--model", folder, "--inputs", ragged, "--dtype", "int8"));
+        Assert.Contains("--dtype 'int8'", e4.Message);
+    }
+}
