@@ -60,15 +60,17 @@ public static class ParameterTable
         return sb.ToString();
     }
 
-    /// <summary>Markdown: one table per model, with the shapes and notes.</summary>
-    public static string ToMarkdown(IReadOnlyList<ParameterTableRow> rows)
+    /// <summary>Markdown: one table per model (the paper's four unless <paramref name="models"/> says otherwise), with the shapes and notes.</summary>
+    public static string ToMarkdown(IReadOnlyList<ParameterTableRow> rows, IReadOnlyList<ModelShape>? models = null)
     {
         var inv = CultureInfo.InvariantCulture;
-        var sb = new StringBuilder("# Trainable parameters of the paper's models\n\n");
+        bool paper = models is null;
+        models ??= PaperModels.All;
+        var sb = new StringBuilder(paper ? "# Trainable parameters of the paper's models\n\n" : "# Trainable parameters\n\n");
         sb.AppendLine("Counted from the real layer shapes (no weights) with each method's own formula: LoRA r (in + out) per matrix;");
         sb.AppendLine("Quantum-PEFT angles(U) + angles(V) + K per matrix from `StiefelMaps.CountParameters` (Pauli: (2L + 1) log2 N - 2L for");
         sb.AppendLine("N = 2^n; qudits for N = 3 * 2^m). Heads are not counted. `ratio` = LoRA at the same rank / this method.\n");
-        foreach (var model in PaperModels.All)
+        foreach (var model in models)
         {
             var mine = rows.Where(r => r.Model == model.Id).ToList();
             if (mine.Count == 0) continue;
@@ -82,6 +84,7 @@ public static class ParameterTable
                 sb.AppendLine(string.Create(inv, $"| {r.Method} | {r.Rank} | {r.Layers?.ToString(inv) ?? ""} | {r.TrainableParams:N0} | {r.PerLayerParams:N0} | {r.RatioToLora:F1} |"));
             sb.AppendLine();
         }
+        if (!paper) return sb.ToString();
         sb.AppendLine("Note: the paper quotes 0.35M for GPT-2 Medium LoRA r = 4 on query and value (a figure taken from the LoRA paper's table);");
         sb.AppendLine("r (in + out) on the two 1024 x 1024 slices in 24 layers gives 393,216 (0.39M), which is also 2 x (48 matrices) x 1024 x 4.");
         sb.AppendLine("We could not reproduce 0.35M from any q/v target set at r = 4 and report the count from the shapes. DeBERTaV3-base LoRA");

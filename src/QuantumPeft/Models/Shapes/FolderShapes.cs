@@ -1,0 +1,68 @@
+using System.Text.Json;
+using QuantumPeft.Formats.HuggingFace;
+
+namespace QuantumPeft.Models.Shapes;
+
+/// <summary>The adaptable matrices of any model folder this library loads, computed from its config.json alone (no weights are read).</summary>
+public static class FolderShapes
+{
+    /// <summary>The target sets: the paper's (query and value) or every linear layer of a block.</summary>
+    public static readonly IReadOnlyList<string> TargetSets = ["paper", "all-linear"];
+
+    /// <summary>
+    /// The shapes of one block of the folder's model, repeated in every layer. <paramref name="targets"/> "paper" takes query and
+    /// value (GPT-2: the q and v thirds of c_attn, as the LoRA paper; LLaMA family: q_proj and v_proj); "all-linear" every
+    /// projection of a block (the LM or classifier head excluded).
+    /// </summary>
+    /// <exception cref="NotSupportedException">The model_type is not one this library loads.</exception>
+    public static ModelShape FromFolder(string folder, string targets = "paper")
+    {
+        if (!TargetSets.Contains(targets)) throw new ArgumentException($"--targets '{targets}' is not a target set; choose {string.Join(" or ", TargetSets)}.", nameof(targets));
+        var path = HfCheckpoint.ConfigPath(folder);
+        JsonElement c;
+        try { c = JsonDocument.Parse(File.ReadAllText(path)).RootElement.Clone(); }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message}).", e); }
+        int Get(string key, int? fallback = null) =>
+            c.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32()
+            : fallback ?? throw new InvalidDataException($"{path}: {key} is missing (needed to compute the layer shapes).");
+        var type = c.TryGetProperty("model_type", out var t) ? t.GetString() : null;
+        var id = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder)));
+        bool all = targets == "all-linear";
+        switch (type)
+        {
+            case "gpt2":
+            {
+                int e = Get("n_embd", 768), layers = Get("n_layer", 12);
+                int inner = c.TryGetProperty("n_inner", out var n) && n.ValueKind == JsonValueKind.Number ? n.GetInt32() : 4 * e;
+                List<LinearShape> shapes = all
+                    ? [new("attn.c_attn", e, 3 * e), new("attn.c_proj", e, e), new("mlp.c_fc", e, inner), new("mlp.c_proj", inner, e)]
+                    : [new("attn.c_attn[q]", e, e), new("attn.c_attn[v]", e, e)];
+                return new(id, folder, layers, e, shapes, all ? "all-linear" : "query+value",
+                    all ? "Every Conv1D of a block; lm_head excluded." : "The q and v thirds of the fused c_attn, each its own matrix (target c_attn[q,v]).");
+            }
+            case "llama" or "mistral" or "qwen2":
+            {
+                int h = Get("hidden_size"), heads = Get("num_attention_heads"), kv = Get("num_key_value_heads", heads);
+                int headDim = c.TryGetProperty("head_dim", out var hd) && hd.ValueKind == JsonValueKind.Number ? hd.GetInt32() : h / heads;
+                int inter = Get("intermediate_size"), layers = Get("num_hidden_layers");
+                List<LinearShape> shapes = all
+                    ? [new("self_attn.q_proj", h, heads * headDim), new("self_attn.k_proj", h, kv * headDim), new("self_attn.v_proj", h, kv * headDim),
+                       new("self_attn.o_proj", heads * headDim, h), new("mlp.gate_proj", h, inter), new("mlp.up_proj", h, inter), new("mlp.down_proj", inter, h)]
+                    : [new("self_attn.q_proj", h, heads * headDim), new("self_attn.v_proj", h, kv * headDim)];
+                return new(id, folder, layers, h, shapes, all ? "all-linear" : "query+value",
+                    all ? "Every projection of a block; lm_head excluded." : $"q_proj and v_proj ({kv} key/value heads of {headDim}).");
+            }
+            case "bert":
+            {
+                int h = Get("hidden_size", 768), inter = Get("intermediate_size", 3072), layers = Get("num_hidden_layers", 12);
+                List<LinearShape> shapes = all
+                    ? [new("attention.self.query", h, h), new("attention.self.key", h, h), new("attention.self.value", h, h),
+                       new("attention.output.dense", h, h), new("intermediate.dense", h, inter), new("output.dense", inter, h)]
+                    : [new("attention.self.query", h, h), new("attention.self.value", h, h)];
+                return new(id, folder, layers, h, shapes, all ? "all-linear" : "query+value", all ? "Every linear layer of a block; the pooler and head excluded." : "Query and value of every layer.");
+            }
+            default:
+                throw new NotSupportedException($"{path}: model_type '{type ?? "(none)"}' is not one this library loads (bert, gpt2, llama, mistral, qwen2).");
+        }
+    }
+}
