@@ -99,6 +99,24 @@ public sealed class Gpt2ModelTests : IDisposable
     }
 
     [Fact]
+    public void Pytorch_model_bin_in_the_original_gpt2_layout_loads()
+    {
+        // The hub's original gpt2 folder: bare GPT2Model keys (wte.weight, h.0...), the mask buffers, a pickled pytorch_model.bin.
+        using var model = TinyGpt2.Model();
+        Directory.CreateDirectory(dir);
+        var tensors = new System.Collections.Hashtable();
+        foreach (var (name, t) in model.state_dict())
+            if (name != "lm_head.weight") tensors[name["transformer.".Length..]] = t.detach().clone();
+        tensors["h.0.attn.masked_bias"] = tensor(-1e4f);
+        TorchSharp.PyBridge.PyTorchPickler.PickleStateDict(Path.Combine(dir, "pytorch_model.bin"), tensors);
+        File.WriteAllText(Path.Combine(dir, "config.json"), TinyGpt2.ConfigJson());
+        var loaded = CausalLMs.Load(dir);
+        using var _ = no_grad();
+        var ids = TinyGpt2.Ids([3, 1, 4, 1, 5]);
+        Assert.True(MaxDiff(model.Forward(ids), loaded.Forward(ids)) < 1e-6);
+    }
+
+    [Fact]
     public void Cached_incremental_forward_equals_the_full_forward()
     {
         using var model = TinyGpt2.Model();
