@@ -36,6 +36,7 @@ public static class CausalLMs
     // One line per architecture folder.
     private static readonly List<CausalLMArchitecture> architectures =
     [
+        new(Llama.LlamaConfig.SupportedModelTypes, Llama.HfLlamaLoader.Load),
     ];
 
     /// <summary>Every model_type a causal-LM folder may have.</summary>
