@@ -244,6 +244,9 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>, ICausalLM
         return logits.MoveToOuterDisposeScope();
     }
 
+    /// <summary>An empty cache with one entry per decoder layer.</summary>
+    public KvCache NewCache() => new(Config.NumHiddenLayers);
+
     /// <summary>Logits [B, T, vocab] for input ids [B, T] without padding or cache.</summary>
     public override Tensor forward(Tensor inputIds) => Forward(inputIds);
 
