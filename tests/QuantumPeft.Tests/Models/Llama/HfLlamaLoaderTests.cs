@@ -2,11 +2,12 @@ using QuantumPeft.Formats.HuggingFace;
 using QuantumPeft.Formats.Safetensors;
 using QuantumPeft.Models.Decoder;
 using QuantumPeft.Models.Llama;
+using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace QuantumPeft.Tests.Models.Llama;
 
-public sealed class HfLlamaLoaderTests : IDisposable
+public sealed class HfLlamaLoaderTests(ITestOutputHelper output) : IDisposable
 {
     readonly string _dir = Directory.CreateTempSubdirectory("qpeft-llama-").FullName;
     public void Dispose() => Directory.Delete(_dir, recursive: true);
@@ -142,6 +143,7 @@ public sealed class HfLlamaLoaderTests : IDisposable
         Assert.Equal(ScalarType.Float32, actual.dtype);
         double scale = expected.abs().max().item<float>();
         double diff = TinyLlama.MaxAbsDiff(expected, actual);
+        output.WriteLine($"bf16 vs float32 logits: max |diff| = {diff:E2} (logit scale {scale:F2})");
         Assert.True(diff < 0.05 * scale, $"bf16 logits differ by {diff} (logit scale {scale})");
     }
 

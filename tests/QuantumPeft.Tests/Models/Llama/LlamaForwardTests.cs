@@ -1,10 +1,11 @@
 using QuantumPeft.Models.Decoder;
 using QuantumPeft.Models.Llama;
+using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace QuantumPeft.Tests.Models.Llama;
 
-public sealed class LlamaForwardTests : IDisposable
+public sealed class LlamaForwardTests(ITestOutputHelper output) : IDisposable
 {
     readonly string _dir = Directory.CreateTempSubdirectory("qpeft-llama-fwd-").FullName;
     public void Dispose() => Directory.Delete(_dir, recursive: true);
@@ -58,6 +59,7 @@ public sealed class LlamaForwardTests : IDisposable
         var (k, v) = cache.Get(1);
         Assert.Equal(new long[] { 1, 2, 12, model.Config.HeadSize }, k!.shape);   // kv heads, before repeat_kv
         double diff = TinyLlama.MaxAbsDiff(full, cat(steps, 1));
+        output.WriteLine($"{variant}: cached vs full max |diff| = {diff:E2}");
         Assert.True(diff < 1e-5, $"{variant}: cached forward differs by {diff}");
     }
 
@@ -75,6 +77,7 @@ public sealed class LlamaForwardTests : IDisposable
         Assert.False(batched.isnan().any().item<bool>());
         double padded = TinyLlama.MaxAbsDiff(batched[1, ^1], model.Forward(shortRow)[0, ^1]);
         double unpadded = TinyLlama.MaxAbsDiff(batched[0], model.Forward(longRow)[0]);
+        output.WriteLine($"{variant}: padded row {padded:E2}, unpadded row {unpadded:E2}");
         Assert.True(padded < 1e-4, $"{variant}: padded row's last logits differ by {padded}");
         Assert.True(unpadded < 1e-4, $"{variant}: full row differs by {unpadded}");
 
