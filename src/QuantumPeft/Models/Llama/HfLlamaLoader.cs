@@ -52,6 +52,7 @@ public static class HfLlamaLoader
             var log = options.Log ?? (m => Console.Error.WriteLine(m));
             foreach (var m in messages) log(m);
             model.Info = config.Info(folder);
+            model.eval();
             CausalLMs.Place(model, options);
             return (model, report);
         }
@@ -68,7 +69,14 @@ public static class HfLlamaLoader
 
     /// <summary>Saves a model as a Hugging Face folder (config.json with its architecture, weights without a tied lm_head).</summary>
     public static void Save(string folder, LlamaForCausalLM model, string? copyTokenizerFrom = null, long? maxShardBytes = null) =>
-        Save(folder, model.Config, model.state_dict(), copyTokenizerFrom, maxShardBytes);
+        Save(folder, model.Config, model.state_dict().ToDictionary(p => p.Key, p => p.Value.detach().cpu().contiguous()), copyTokenizerFrom, maxShardBytes);
+
+    /// <summary>Writes a loaded model (its current weights, in their dtype) as a plain Hugging Face folder: the shape of a registry writer.</summary>
+    public static void Save(ICausalLM model, string folder, string? copyFilesFrom)
+    {
+        var llama = model as LlamaForCausalLM ?? throw new ArgumentException($"expected a LLaMA-family model, got {model.GetType().Name}.", nameof(model));
+        Save(folder, llama, copyFilesFrom);
+    }
 
     /// <summary>
     /// Writes a state dict with Hugging Face names (e.g. after merging adapters into the base weights) and its config as a

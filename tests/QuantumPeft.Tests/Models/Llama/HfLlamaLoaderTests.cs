@@ -148,6 +148,22 @@ public sealed class HfLlamaLoaderTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void Bfloat16ModelSavesAsBfloat16AndReloads()
+    {
+        var folder = Folder("bf16-source");
+        TinyLlama.Write(folder, TinyLlama.Config("mistral"));
+        var (half, _) = HfLlamaLoader.LoadForCausalLM(folder, Quiet with { DType = ScalarType.BFloat16 });
+        Assert.False(half.training);
+        var saved = Folder("bf16-saved");
+        HfLlamaLoader.Save((ICausalLM)half, saved, folder);
+        Assert.Contains("\"torch_dtype\": \"bfloat16\"", File.ReadAllText(Path.Combine(saved, "config.json")));
+        Assert.All(SafetensorsFile.ReadHeader(Path.Combine(saved, "model.safetensors")).Entries, e => Assert.Equal("BF16", e.DType));
+        var (again, report) = HfLlamaLoader.LoadForCausalLM(saved, Quiet with { DType = ScalarType.BFloat16 });
+        Assert.True(report.IsClean);
+        Assert.Equal(0.0, TinyLlama.MaxAbsDiff(Logits(half), Logits(again)));
+    }
+
+    [Fact]
     public void MissingTensorIsAnErrorNamingTheFolderAndTheKey()
     {
         var folder = Folder("missing");
