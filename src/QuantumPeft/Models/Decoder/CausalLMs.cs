@@ -40,6 +40,7 @@ public static class CausalLMs
     private static readonly List<CausalLMArchitecture> architectures =
     [
         new(Gpt2.Gpt2Config.SupportedModelTypes, Gpt2.HfGpt2Loader.Load, Gpt2.HfGpt2Loader.Save),
+        new(Llama.LlamaConfig.SupportedModelTypes, Llama.HfLlamaLoader.Load, Llama.HfLlamaLoader.Save),
     ];
 
     /// <summary>Every model_type a causal-LM folder may have.</summary>
