@@ -129,6 +129,56 @@ public sealed class DecoderAdapterTests : IDisposable
     }
 
     [Fact]
+    public void A_peft_causal_lm_lora_file_for_llama_loads_merges_and_saves_as_a_plain_folder()
+    {
+        var baseDir = Path.Combine(dir, "llama");
+        var weights = QuantumPeft.Tests.Models.Llama.TinyLlama.Write(baseDir, QuantumPeft.Tests.Models.Llama.TinyLlama.Config("llama"));
+        var adapter = Path.Combine(dir, "peft-llama");
+        Directory.CreateDirectory(adapter);
+        // adapter_config.json as peft 0.13 writes it for a LLaMA CAUSAL_LM LoRA on q_proj and v_proj.
+        File.WriteAllText(Path.Combine(adapter, "adapter_config.json"), """
+        {"alpha_pattern": {}, "auto_mapping": null, "base_model_name_or_path": "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "bias": "none",
+         "fan_in_fan_out": false, "inference_mode": true, "init_lora_weights": true, "layer_replication": null, "layers_pattern": null,
+         "layers_to_transform": null, "loftq_config": {}, "lora_alpha": 32, "lora_dropout": 0.05, "megatron_config": null,
+         "megatron_core": "megatron.core", "modules_to_save": null, "peft_type": "LORA", "r": 8, "rank_pattern": {}, "revision": null,
+         "target_modules": ["q_proj", "v_proj"], "task_type": "CAUSAL_LM", "use_dora": false, "use_rslora": false}
+        """);
+        manual_seed(21);
+        var tensors = new Dictionary<string, Tensor>();
+        var merged = weights.ToDictionary(p => p.Key, p => p.Value.clone());
+        foreach (var layer in new[] { 0, 1 })
+            foreach (var (proj, outF) in new[] { ("q_proj", 16), ("v_proj", 8) })
+            {
+                var key = $"model.layers.{layer}.self_attn.{proj}";
+                var a = randn(8, 16) * 0.2;
+                var b = randn(outF, 8) * 0.2;
+                tensors[$"base_model.model.{key}.lora_A.weight"] = a;
+                tensors[$"base_model.model.{key}.lora_B.weight"] = b;
+                merged[key + ".weight"] = merged[key + ".weight"] + b.matmul(a) * (32.0 / 8);
+            }
+        SafetensorsFile.Write(Path.Combine(adapter, "adapter_model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        var handMerged = Path.Combine(dir, "hand-merged");
+        Directory.CreateDirectory(handMerged);
+        File.WriteAllText(Path.Combine(handMerged, "config.json"), File.ReadAllText(Path.Combine(baseDir, "config.json")));
+        SafetensorsFile.Write(Path.Combine(handMerged, "model.safetensors"), merged, new Dictionary<string, string> { ["format"] = "pt" });
+
+        using var _ = no_grad();
+        var ids = QuantumPeft.Tests.Models.Llama.TinyLlama.Ids(9);
+        var lm = QuantumPeft.Models.Decoder.CausalLMs.Load(baseDir);
+        var warnings = new List<string>();
+        var peft = PeftModel.Load(lm.Module, adapter, warnings: warnings);
+        Assert.Empty(warnings);
+        Assert.Equal(4, peft.AdaptedLayers.Count);
+        var expected = QuantumPeft.Models.Decoder.CausalLMs.Load(handMerged).Forward(ids);
+        Assert.True(MaxDiff(lm.Forward(ids), expected) < 1e-4);
+
+        var outDir = Path.Combine(dir, "merged");
+        var (code, _) = QuantumPeft.Tests.Cli.CliCommandTests.Run(new QuantumPeft.Cli.Commands.MergeCommand(), "merge", "--model", baseDir, "--adapter", adapter, "--out", outDir);
+        Assert.Equal(0, code);
+        Assert.True(MaxDiff(QuantumPeft.Models.Decoder.CausalLMs.Load(outDir).Forward(ids), expected) < 1e-4);
+    }
+
+    [Fact]
     public void Q_and_v_parts_of_c_attn_get_their_own_updates_and_leave_k_alone()
     {
         using var model = TinyGpt2.Model();
