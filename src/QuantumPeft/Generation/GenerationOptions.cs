@@ -29,7 +29,8 @@ public enum BeamEarlyStopping
 /// <param name="RepetitionPenalty">CTRL's penalty on tokens already in the sequence (1 = off).</param>
 /// <param name="EosTokenIds">End-of-sequence ids; empty = none (generation then always runs <paramref name="MaxNewTokens"/>).</param>
 /// <param name="PadTokenId">Written after a sequence's EOS; null = the first EOS id, as transformers falls back.</param>
-/// <param name="Seed">Seeds the sampling generator (null: the global torch generator).</param>
+/// <param name="Seed">Seeds the sampling generator (null: the global torch generator). The same seed gives the same tokens
+/// here; it does not give the tokens PyTorch samples for that seed.</param>
 /// <param name="UseCache">Reuse past keys and values (false re-runs the whole sequence each step: same tokens, slower).</param>
 /// <param name="NumReturnSequences">Sequences per prompt: the best ones for beams (at most <paramref name="NumBeams"/>), independent samples when sampling.</param>
 public sealed record GenerationOptions(

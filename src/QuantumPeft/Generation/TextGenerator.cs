@@ -74,6 +74,8 @@ public static class TextGenerator
             using var step = NewDisposeScope();
             var flat = running.narrow(2, 0, cur).reshape(batch * k, cur);
             var logits = NextTokenLogits(model, flat, mask, cache);
+            if (logits.shape[1] != vocab)
+                throw new InvalidOperationException($"the model returned {logits.shape[1]} logits per token but its Info.VocabSize is {vocab}.");
             // Beam scores are log-probabilities of the raw float32 logits; the processors act on those.
             var logProbs = processors.Process(flat, logits.log_softmax(-1));
             var accumulated = (logProbs.view(batch, k, vocab) + runningScores.unsqueeze(2)).view(batch, k * vocab);

@@ -296,6 +296,21 @@ public sealed class TextGeneratorTests
     }
 
     [Fact]
+    public void BeamSamplingIsReproducibleAndReturnsTheAskedSequences()
+    {
+        using var model = new TinyCausalLM(seed: 43);
+        using var ids = Row(3, 0);
+        var o = new GenerationOptions(MaxNewTokens: 6, NumBeams: 2, DoSample: true, Seed: 5, NumReturnSequences: 2, EosTokenIds: [5]);
+        using var a = TextGenerator.Generate(model, ids, null, o);
+        using var b = TextGenerator.Generate(model, ids, null, o);
+        using var uncached = TextGenerator.Generate(model, ids, null, o with { UseCache = false });
+        Assert.Equal(2, a.NewTokens.Count);
+        Assert.Equal(Tokens(a.Sequences), Tokens(b.Sequences));
+        Assert.Equal(Tokens(a.Sequences), Tokens(uncached.Sequences));
+        Assert.True(a.SequenceScores![0] >= a.SequenceScores[1]);
+    }
+
+    [Fact]
     public void ALeftPaddedBatchGivesEachRowItsOwnTokens()
     {
         using var model = new TinyCausalLM(seed: 37);
