@@ -157,12 +157,16 @@ public sealed class ModelTokenizer
             $"(with {TokenizerFolderConfig.TokenizerConfigFile}, {TokenizerFolderConfig.SpecialTokensMapFile} and {TokenizerFolderConfig.AddedTokensFile} beside them). " +
             "Copy the tokenizer files of the model into the folder, or work from token ids.");
 
+    const string Gpt2EndOfText = "<|endoftext|>";
+
     static ModelTokenizer FromGpt2Bpe(string folder)
     {
-        var cfg = TokenizerFolderConfig.Read(folder);
         var vocabPath = Path.Combine(folder, VocabJsonFile);
         var mergesPath = Path.Combine(folder, MergesFile);
         var vocab = ByteLevelBpe.ReadVocabJson(vocabPath);
+        // GPT2Tokenizer's defaults: <|endoftext|> is its bos, eos and unk token, so it is never split even when no file names it.
+        var endOfText = vocab.ContainsKey(Gpt2EndOfText) ? Gpt2EndOfText : null;
+        var cfg = TokenizerFolderConfig.Read(folder).WithDefaults(endOfText, endOfText, endOfText);
         var merges = ByteLevelBpe.ReadMergesTxt(mergesPath);
         var added = AddedWithSpecials(cfg, cfg.AddedTokens, t => vocab.TryGetValue(t, out int id) ? id : null);
         ByteLevelBpe.CheckMerges(merges, vocab, added.Keys, $"'{vocabPath}'", $"'{mergesPath}'", maybeCut: !ByteLevelBpe.EndsWithNewline(mergesPath));
@@ -242,14 +246,11 @@ public sealed class ModelTokenizer
         if (new FileInfo(path).Length == 0)
             throw new InvalidDataException($"'{path}' is empty; expected a SentencePiece model (a serialized sentencepiece ModelProto).");
         SentencePieceTokenizer sp;
-        try
+        using var stream = File.OpenRead(path);
+        try { sp = SentencePieceTokenizer.Create(stream, addBeginningOfSentence: false, addEndOfSentence: false, specialTokens); }
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
-            using var stream = File.OpenRead(path);
-            sp = SentencePieceTokenizer.Create(stream, addBeginningOfSentence: false, addEndOfSentence: false, specialTokens);
-        }
-        catch (Exception e) when (e is not (IOException or UnauthorizedAccessException or OutOfMemoryException))
-        {
-            // Google.Protobuf's InvalidProtocolBufferException for a corrupt or truncated file; others for a model the library cannot use.
+            // Google.Protobuf's InvalidProtocolBufferException (an IOException) for a corrupt or truncated file; others for a model the library cannot use.
             throw new InvalidDataException(
                 $"'{path}' is not a usable SentencePiece model (expected a serialized sentencepiece ModelProto: pieces, trainer_spec with a BPE or Unigram model_type, normalizer_spec): {e.Message}", e);
         }

@@ -9,7 +9,7 @@ internal sealed record AddedToken(string Content, int Id, bool Special);
 /// The special-token settings of a model folder, as transformers gathers them: tokenizer_config.json, overridden by
 /// special_tokens_map.json, plus added_tokens.json; config.json's token ids as the last resort.
 /// </summary>
-internal sealed class TokenizerFolderConfig
+internal sealed record TokenizerFolderConfig
 {
     public const string TokenizerConfigFile = "tokenizer_config.json";
     public const string SpecialTokensMapFile = "special_tokens_map.json";
@@ -76,6 +76,10 @@ internal sealed class TokenizerFolderConfig
             ConfigPadId = FirstId(model, "pad_token_id"),
         };
     }
+
+    /// <summary>The same settings with a tokenizer class's default special tokens where the files name none.</summary>
+    public TokenizerFolderConfig WithDefaults(string? bos, string? eos, string? unk) =>
+        this with { BosToken = BosToken ?? bos, EosToken = EosToken ?? eos, UnkToken = UnkToken ?? unk };
 
     /// <summary>The id of a special token: its string looked up with <paramref name="lookup"/> (added tokens first), else the config.json id.</summary>
     public int? Resolve(string? token, Func<string, int?> lookup, int? configId)
