@@ -184,12 +184,14 @@ public sealed class ModelTokenizer
         var declared = json.AddedTokens.Concat(cfg.AddedTokens.Where(t => json.AddedTokens.All(j => j.Content != t.Content))).ToList();
         var added = AddedWithSpecials(cfg, declared, t => vocab.TryGetValue(t, out int id) ? id : null);
         var bpe = ByteLevelBpe.Create(vocab, json.Merges, json.Pattern, added, $"'{path}'");
+        // transformers' GPT-2 / RoBERTa fast tokenizers rewrite the pre-tokenizer when tokenizer_config.json's add_prefix_space differs.
+        bool prefixSpace = cfg.AddPrefixSpace ?? json.AddPrefixSpace;
         string Prepare(string text)
         {
             foreach (var form in json.Normalizations) text = text.Normalize(form);
             if (json.Lowercase) text = text.ToLowerInvariant();
             // HF ByteLevel(add_prefix_space) adds the space only when the text does not already start with one.
-            return json.AddPrefixSpace && !text.StartsWith(' ') ? " " + text : text;
+            return prefixSpace && !text.StartsWith(' ') ? " " + text : text;
         }
         return FromBpe(TokenizerJsonKind, folder, cfg, bpe, vocab, added, Prepare, json.Prefix, json.Suffix,
             declared.Where(t => t.Special).Select(t => t.Id));

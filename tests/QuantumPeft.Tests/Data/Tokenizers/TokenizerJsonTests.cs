@@ -118,6 +118,9 @@ public sealed class TokenizerJsonTests : IDisposable
         Assert.Equal([220, 71, 127, 102, 259, 78], tok.Encode("he\u0301llo"));
         Assert.Equal([267, 266], tok.Encode("hello world"));
         Assert.Equal([267, 266], tok.Encode(" hello world"));
+        // tokenizer_config.json's add_prefix_space overrides the pre-tokenizer's, as GPT2TokenizerFast does.
+        WriteJson(Path.Combine(_dir, "nfc", "tokenizer_config.json"), new JsonObject { ["add_prefix_space"] = false });
+        Assert.Equal([261, 266], ModelTokenizer.Load(Path.Combine(_dir, "nfc")).Encode("hello world"));
     }
 
     [Fact]
