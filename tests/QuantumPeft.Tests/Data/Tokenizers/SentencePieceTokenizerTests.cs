@@ -85,6 +85,23 @@ public sealed class SentencePieceTokenizerTests : IDisposable
     }
 
     [Fact]
+    public void UnigramModelsTakeTheBestScoringSegmentation()
+    {
+        // Viterbi over piece scores: ▁hello (-3) beats ▁he + llo (-4); "hold" has no whole piece, so ▁ h o ld (-13) beats ▁ h o l d (-21).
+        var pieces = new List<Piece> { new("<unk>", 0, PieceType.Unknown), new("<s>", 0, PieceType.Control), new("</s>", 0, PieceType.Control) };
+        string[] normal = ["▁hello", "▁he", "llo", "▁world", "▁wor", "ld", "▁", "h", "e", "l", "o", "w", "r", "d"];
+        float[] scores = [-3, -2, -2, -3, -2, -2, -1, -5, -5, -5, -5, -5, -5, -5];
+        for (int i = 0; i < normal.Length; i++) pieces.Add(new(normal[i], scores[i], PieceType.Normal));
+        var folder = Path.Combine(_dir, "unigram");
+        Directory.CreateDirectory(folder);
+        File.WriteAllBytes(Path.Combine(folder, "tokenizer.model"), SentencePieceModel(pieces, byteFallback: false, unigram: true));
+        var tok = ModelTokenizer.Load(folder);
+        Assert.Equal([1, 3, 6], tok.Encode("hello world"));
+        Assert.Equal([1, 9, 10, 13, 8], tok.Encode("hold"));
+        Assert.Equal("hello world", tok.Decode(tok.Encode("hello world")));
+    }
+
+    [Fact]
     public void SpecialTokensComeFromTheConfigOrTheModel()
     {
         var configured = ModelTokenizer.Load(Folder("configured", config: LlamaConfig()));

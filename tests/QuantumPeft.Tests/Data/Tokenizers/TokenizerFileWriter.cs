@@ -117,10 +117,10 @@ static class TokenizerFileWriter
     public sealed record Piece(string Text, float Score, PieceType Type);
 
     /// <summary>
-    /// A serialized ModelProto: pieces (1: piece, 2: score, 3: type), trainer_spec (3: model_type BPE = 2, 35: byte_fallback,
+    /// A serialized ModelProto: pieces (1: piece, 2: score, 3: type), trainer_spec (3: model_type UNIGRAM = 1 or BPE = 2, 35: byte_fallback,
     /// 40-43: unk / bos / eos / pad ids) and normalizer_spec (1: name, 3: add_dummy_prefix, 4: remove_extra_whitespaces, 5: escape_whitespaces).
     /// </summary>
-    public static byte[] SentencePieceModel(IEnumerable<Piece> pieces, bool byteFallback = true, bool addDummyPrefix = true)
+    public static byte[] SentencePieceModel(IEnumerable<Piece> pieces, bool byteFallback = true, bool addDummyPrefix = true, bool unigram = false)
     {
         var model = new MemoryStream();
         foreach (var p in pieces)
@@ -132,7 +132,7 @@ static class TokenizerFileWriter
             Message(model, 1, m);
         }
         var trainer = new MemoryStream();
-        Int(trainer, 3, 2);
+        Int(trainer, 3, unigram ? 1 : 2);
         Int(trainer, 35, byteFallback ? 1 : 0);
         Int(trainer, 40, 0);
         Int(trainer, 41, 1);
