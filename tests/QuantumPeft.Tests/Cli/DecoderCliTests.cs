@@ -149,3 +149,95 @@ public sealed class DecoderCliTests(MiniLmFixture minilm) : IDisposable
         Assert.Contains("--dtype 'int8'", e4.Message);
     }
 }
+
+/// <summary>qpeft generate's contract on GPT-2 folders, with and without a tokenizer and an adapter.</summary>
+public sealed class GenerateCliTests : IDisposable
+{
+    readonly string dir = Path.Combine(Path.GetTempPath(), "qpeft-generate-cli-" + Guid.NewGuid().ToString("N"));
+    public void Dispose() { if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true); }
+
+    static (int Code, string Output) Run(params string[] args) => CliCommandTests.Run(new GenerateCommand(), ["generate", .. args]);
+
+    static long[] Greedy(ICausalLM model, long[] prompt, int steps)
+    {
+        using var _ = no_grad();
+        var ids = prompt.ToList();
+        for (int i = 0; i < steps; i++)
+            ids.Add(model.Forward(tensor(ids.ToArray()).unsqueeze(0))[0, -1].argmax().item<long>());
+        return ids.Skip(prompt.Length).ToArray();
+    }
+
+    [Fact]
+    public void Input_ids_contract_gives_greedy_tokens_of_the_full_forward()
+    {
+        using var model = TinyGpt2.Model();
+        var folder = TinyGpt2.Write(model, Path.Combine(dir, "gpt2"));
+        var (code, output) = Run("--model", folder, "--input-ids", "5,17,3", "--max-new-tokens", "20", "--min-new-tokens", "20", "--json");
+        Assert.Equal(0, code);
+        using var doc = JsonDocument.Parse(output);
+        Assert.Equal([5L, 17, 3], doc.RootElement.GetProperty("input_ids").EnumerateArray().Select(v => v.GetInt64()));
+        var generated = doc.RootElement.GetProperty("generated_ids").EnumerateArray().Select(v => v.GetInt64()).ToArray();
+        Assert.Equal(Greedy(model, [5, 17, 3], 20), generated);
+        Assert.False(doc.RootElement.TryGetProperty("text", out _));   // no tokenizer in the folder
+
+        // Beam search runs through the same contract and reports its score; sampling with a seed repeats itself.
+        var (_, beams) = Run("--model", folder, "--input-ids", "5,17,3", "--max-new-tokens", "6", "--num-beams", "3", "--json");
+        using var beamDoc = JsonDocument.Parse(beams);
+        Assert.Equal(6, beamDoc.RootElement.GetProperty("generated_ids").GetArrayLength());
+        Assert.True(beamDoc.RootElement.GetProperty("sequence_scores").GetSingle() <= 0);   // a mean log-probability
+        var s1 = Run("--model", folder, "--input-ids", "5,17,3", "--do-sample", "--seed", "4", "--json").Output;
+        var s2 = Run("--model", folder, "--input-ids", "5,17,3", "--do-sample", "--seed", "4", "--json").Output;
+        Assert.Equal(s1, s2);
+    }
+
+    [Fact]
+    public void Prompt_is_tokenized_and_the_generated_text_decoded()
+    {
+        var eos = QuantumPeft.Tests.Data.Tokenizers.TokenizerFileWriter.SmallEndOfText;
+        using var model = TinyGpt2.Model(vocab: eos + 1, eos: eos);
+        var folder = TinyGpt2.Write(model, Path.Combine(dir, "gpt2-tok"));
+        QuantumPeft.Tests.Data.Tokenizers.TokenizerFileWriter.WriteGpt2(folder, QuantumPeft.Tests.Data.Tokenizers.TokenizerFileWriter.SmallVocab(),
+            QuantumPeft.Tests.Data.Tokenizers.TokenizerFileWriter.SmallMerges);
+        var tokenizer = QuantumPeft.Data.Tokenizers.ModelTokenizer.Load(folder);
+        var (code, output) = Run("--model", folder, "--prompt", "hello world", "--max-new-tokens", "8", "--min-new-tokens", "8", "--json");
+        Assert.Equal(0, code);
+        using var doc = JsonDocument.Parse(output);
+        var input = doc.RootElement.GetProperty("input_ids").EnumerateArray().Select(v => v.GetInt32()).ToArray();
+        Assert.Equal(tokenizer.Encode("hello world"), input);
+        var generated = doc.RootElement.GetProperty("generated_ids").EnumerateArray().Select(v => v.GetInt32()).ToArray();
+        Assert.Equal(Greedy(model, input.Select(i => (long)i).ToArray(), 8).Select(i => (int)i), generated);
+        Assert.Equal(tokenizer.Decode(generated), doc.RootElement.GetProperty("text").GetString());
+    }
+
+    [Fact]
+    public void Adapter_generation_equals_the_merged_folders()
+    {
+        using var model = TinyGpt2.Model();
+        var folder = TinyGpt2.Write(model, Path.Combine(dir, "base"));
+        var lm = CausalLMs.Load(folder);
+        PeftModel.Inject(lm.Module, new LoraConfig { R = 2, LoraAlpha = 16, TargetModules = ModuleSelector.Parse("c_attn[q,v],c_fc"),
+            InitLoraWeights = JsonSerializer.SerializeToElement(false) }).Save(Path.Combine(dir, "lora"));
+        var merged = Path.Combine(dir, "merged");
+        Assert.Equal(0, CliCommandTests.Run(new MergeCommand(), "merge", "--model", folder, "--adapter", Path.Combine(dir, "lora"), "--out", merged).Code);
+        string[] common = ["--input-ids", "1,2,3,4", "--max-new-tokens", "12", "--min-new-tokens", "12", "--json"];
+        var withAdapter = Run(["--model", folder, "--adapter", Path.Combine(dir, "lora"), .. common]).Output;
+        var fromMerged = Run(["--model", merged, .. common]).Output;
+        var plain = Run(["--model", folder, .. common]).Output;
+        Assert.Equal(fromMerged, withAdapter);
+        Assert.NotEqual(plain, withAdapter);
+    }
+
+    [Fact]
+    public void Bad_requests_are_named()
+    {
+        using var model = TinyGpt2.Model();
+        var folder = TinyGpt2.Write(model, Path.Combine(dir, "gpt2"));
+        Assert.Contains("--input-ids 5,17,3 or as --prompt", Assert.Throws<ArgumentException>(() => Run("--model", folder)).Message);
+        Assert.Contains("has none; give --input-ids", Assert.Throws<ArgumentException>(() => Run("--model", folder, "--prompt", "hi")).Message);
+        Assert.Contains("'x'", Assert.Throws<ArgumentException>(() => Run("--model", folder, "--input-ids", "1,x")).Message);
+        Assert.Contains("outside the vocabulary", Assert.Throws<ArgumentException>(() => Run("--model", folder, "--input-ids", "1,99")).Message);
+        Assert.Contains("--top-p", Assert.Throws<ArgumentException>(() => Run("--model", folder, "--input-ids", "1", "--do-sample", "--top-p", "0")).Message);
+        Assert.Contains("exceeds the model's 32 positions", Assert.Throws<ArgumentException>(() => Run("--model", folder, "--input-ids", "1,2", "--max-new-tokens", "40")).Message);
+        Assert.Contains("not a causal LM", Assert.Throws<ArgumentException>(() => Run("--model", "minilm", "--input-ids", "1")).Message);
+    }
+}

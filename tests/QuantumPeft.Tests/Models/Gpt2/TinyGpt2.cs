@@ -10,14 +10,14 @@ static class TinyGpt2
     public const int Vocab = 40, Embd = 16, Layers = 2, Heads = 4, Positions = 32;
 
     /// <summary>config.json text with every key save_pretrained writes for a GPT2LMHeadModel.</summary>
-    public static string ConfigJson(bool tied = true, string act = "gelu_new", string modelType = "gpt2", bool inverseLayerScale = false, int? inner = null) => $$"""
+    public static string ConfigJson(bool tied = true, string act = "gelu_new", string modelType = "gpt2", bool inverseLayerScale = false, int? inner = null, int vocab = Vocab, int eos = 2) => $$"""
     {
       "activation_function": "{{act}}",
       "architectures": ["GPT2LMHeadModel"],
       "attn_pdrop": 0.1,
       "bos_token_id": 1,
       "embd_pdrop": 0.1,
-      "eos_token_id": 2,
+      "eos_token_id": {{eos}},
       "initializer_range": 0.02,
       "layer_norm_epsilon": 1e-05,
       "model_type": "{{modelType}}",
@@ -39,15 +39,16 @@ static class TinyGpt2
       "torch_dtype": "float32",
       "transformers_version": "4.46.3",
       "use_cache": true,
-      "vocab_size": {{Vocab}}
+      "vocab_size": {{vocab}}
     }
     """;
 
     /// <summary>A model with seeded random weights (LayerNorms perturbed so they matter) in eval mode.</summary>
-    public static Gpt2LMHeadModel Model(bool tied = true, long seed = 7, string act = "gelu_new", bool inverseLayerScale = false, int? inner = null)
+    public static Gpt2LMHeadModel Model(bool tied = true, long seed = 7, string act = "gelu_new", bool inverseLayerScale = false, int? inner = null,
+        int vocab = Vocab, int eos = 2)
     {
         manual_seed(seed);
-        var model = new Gpt2LMHeadModel(Gpt2Config.FromJson(ConfigJson(tied, act, inverseLayerScale: inverseLayerScale, inner: inner)));
+        var model = new Gpt2LMHeadModel(Gpt2Config.FromJson(ConfigJson(tied, act, inverseLayerScale: inverseLayerScale, inner: inner, vocab: vocab, eos: eos)));
         using (no_grad())
             foreach (var (name, p) in model.named_parameters())
                 if (name.Contains("ln_")) p.add_(randn_like(p) * 0.1);
@@ -76,7 +77,7 @@ static class TinyGpt2
         for (int i = 0; i < Layers; i++)
             tensors[(basePrefix ? "transformer." : "") + $"h.{i}.attn.bias"] = tril(ones(Positions, Positions, dtype: ScalarType.Bool)).view(1, 1, Positions, Positions);
         if (tensorsEdit is not null) tensors = tensorsEdit(tensors);
-        var config = ConfigJson(tied).Replace("\"torch_dtype\": \"float32\"", bf16 ? "\"torch_dtype\": \"bfloat16\"" : "\"torch_dtype\": \"float32\"");
+        var config = ConfigJson(tied, vocab: model.Config.VocabSize, eos: model.Info.EosTokenIds.FirstOrDefault(2)).Replace("\"torch_dtype\": \"float32\"", bf16 ? "\"torch_dtype\": \"bfloat16\"" : "\"torch_dtype\": \"float32\"");
         if (configEdit is not null) config = configEdit(config);
         if (shardBytes is { } s)
             QuantumPeft.Formats.HuggingFace.HfFolderWriter.Write(folder, config, tensors, s);
