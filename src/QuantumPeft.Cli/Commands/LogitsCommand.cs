@@ -5,6 +5,7 @@ using QuantumPeft.Models.Bert;
 using QuantumPeft.Models.Decoder;
 using QuantumPeft.Training;
 using QuantumPeft.Tuners;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace QuantumPeft.Cli.Commands;
@@ -66,17 +67,25 @@ public sealed class LogitsCommand : ICliCommand
         return ("logits", rows.cpu());
     }
 
+    // Straight from the weights (no tokenizer needed): a classifier when the adapter or the folder holds one, else the bare encoder.
     static (string Key, Tensor Values) Encoder(string folder, string? adapterDir, TokenBatch batch, Device dev)
     {
         using var _ = no_grad();
         var config = HfBertLoader.LoadConfig(folder);
         batch.CheckIds(config.VocabSize, $"'{folder}'");
-        bool classifier = adapterDir is not null ? AdapterHasClassifier(adapterDir) : HfBertLoader.ReadClassifierHead(folder) is not null;
         var (ids, mask, types) = (batch.Ids(dev), batch.Mask(dev), batch.Types(dev));
-        if (classifier)
+        (int NumLabels, string Head)? head = adapterDir is not null
+            ? (AdapterHasClassifier(adapterDir) ? BertTextClassifier.ReadAdapterHead(adapterDir) : null)
+            : HfBertLoader.ReadClassifierHead(folder);
+        if (head is { } h)
         {
-            using var c = adapterDir is not null ? BertTextClassifier.FromAdapter(folder, adapterDir, device: dev) : BertTextClassifier.FromClassifierFolder(folder, device: dev);
-            return ("logits", c.Model.forward(ids, mask, types).cpu());
+            using var classifier = adapterDir is not null
+                ? HfBertLoader.LoadForSequenceClassification(folder, h.NumLabels, h.Head, log: m => { if (!m.StartsWith("note:", StringComparison.Ordinal)) Console.Error.WriteLine(m); }).Model
+                : HfBertLoader.LoadClassifier(folder);
+            if (adapterDir is not null) PeftModel.Load(classifier, adapterDir);
+            classifier.to(dev);
+            classifier.eval();
+            return ("logits", classifier.forward(ids, mask, types).cpu());
         }
         using var bert = HfBertLoader.LoadModel(folder, dev);
         if (adapterDir is not null) PeftModel.Load(bert, adapterDir);

@@ -90,6 +90,49 @@ public sealed class DecoderCliTests(MiniLmFixture minilm) : IDisposable
         Assert.True(Math.Abs(rows[0][0] - rows[0][1]) > 1e-4);   // a head that tells the rows apart, not zeros
     }
 
+    [Theory]
+    [InlineData("llama")]
+    [InlineData("mistral")]
+    [InlineData("qwen2")]
+    public void Logits_of_llama_family_folders_and_of_their_base_model_class(string type)
+    {
+        var config = QuantumPeft.Tests.Models.Llama.TinyLlama.Config(type);
+        var folder = Path.Combine(dir, type);
+        QuantumPeft.Tests.Models.Llama.TinyLlama.Write(folder, config);
+        var lm = CausalLMs.Load(folder);
+        using var _ = no_grad();
+        var ids = new long[] { 3, 9, 27, 4, 11 };
+        var (code, output) = Run(new LogitsCommand(), "logits", "--model", folder, "--inputs", Inputs(new { input_ids = ids }), "--json");
+        Assert.Equal(0, code);
+        Assert.True(MaxDiff(Rows(output, "logits").Single(), lm.Forward(tensor(ids).unsqueeze(0))[0, -1]) < 1e-5);
+
+        config["architectures"] = new[] { type switch { "mistral" => "MistralModel", "qwen2" => "Qwen2Model", _ => "LlamaModel" } };
+        File.WriteAllText(Path.Combine(folder, "config.json"), QuantumPeft.Tests.Models.Llama.TinyLlama.Json(config));
+        (code, output) = Run(new LogitsCommand(), "logits", "--model", folder, "--inputs", Inputs(new { input_ids = ids }), "--json");
+        Assert.Equal(0, code);
+        var hidden = Rows(output, "last_hidden_state");
+        Assert.Equal(ids.Length, hidden.Length);
+        Assert.True(MaxDiff(hidden[^1], lm.HiddenStates(tensor(ids).unsqueeze(0))[0, -1]) < 1e-5);
+    }
+
+    [Fact]
+    public void A_merged_classifier_folder_without_vocab_txt_works_from_token_ids()
+    {
+        using var classifier = new BertTextClassifier(minilm.Folder, 3, new FineTuneSpec { Method = "quantum", Rank = 2, Seed = 9 });
+        var merged = Path.Combine(dir, "merged");
+        classifier.SaveMerged(merged);
+        foreach (var f in new[] { "vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json" })
+            if (File.Exists(Path.Combine(merged, f))) File.Delete(Path.Combine(merged, f));
+        classifier.SetTraining(false);
+        Tensor expected;
+        using (no_grad()) expected = classifier.Model.forward(tensor(new long[] { 101, 7592, 2088, 102 }).unsqueeze(0), null, null);
+        var (code, output) = Run(new LogitsCommand(), "logits", "--model", merged, "--inputs", Inputs(new { input_ids = new[] { 101, 7592, 2088, 102 } }), "--json");
+        Assert.Equal(0, code);
+        var row = Rows(output, "logits").Single();
+        Assert.Equal(3, row.Length);
+        Assert.True(MaxDiff(row, expected[0]) < 1e-5);
+    }
+
     [Fact]
     public void Logits_of_a_bare_encoder_are_its_last_hidden_state()
     {
