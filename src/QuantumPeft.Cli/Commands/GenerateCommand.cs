@@ -70,8 +70,8 @@ public sealed class GenerateCommand : ICliCommand
             if (ids.Length == 0) throw new ArgumentException("the prompt is empty: give at least one token.");
 
             var lm = CausalLMs.Load(folder, new DecoderLoadOptions(dev, DecoderLoadOptions.ParseDType(parse.GetValue(dtype)!)));
-            var bad = ids.FirstOrDefault(i => i < 0 || i >= lm.Info.VocabSize, -1);
-            if (bad != -1 || ids.Any(i => i < 0)) throw new ArgumentException($"token id {ids.First(i => i < 0 || i >= lm.Info.VocabSize)} is outside the vocabulary of '{folder}' (0 .. {lm.Info.VocabSize - 1}).");
+            foreach (var id in ids)
+                if (id >= lm.Info.VocabSize) throw new ArgumentException($"token id {id} is outside the vocabulary of '{folder}' (0 .. {lm.Info.VocabSize - 1}).");
             if (parse.GetValue(adapter) is { } a) PeftModel.Load(lm.Module, Path.GetFullPath(a));
             lm.Module.eval();
             if (lm.Info.MaxPositions is { } max && ids.Length + options.MaxNewTokens > max)

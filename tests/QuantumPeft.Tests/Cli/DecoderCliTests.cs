@@ -284,3 +284,38 @@ public sealed class GenerateCliTests : IDisposable
         Assert.Contains("not a causal LM", Assert.Throws<ArgumentException>(() => Run("--model", "minilm", "--input-ids", "1")).Message);
     }
 }
+
+/// <summary>qpeft create-model writes folders that every decoder command reads.</summary>
+public sealed class CreateModelCliTests : IDisposable
+{
+    readonly string dir = Path.Combine(Path.GetTempPath(), "qpeft-create-model-" + Guid.NewGuid().ToString("N"));
+    public void Dispose() { if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true); }
+
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    [InlineData("mistral")]
+    [InlineData("qwen2")]
+    public void Written_folders_load_with_the_sizes_asked_for(string type)
+    {
+        var folder = Path.Combine(dir, type);
+        var (code, output) = CliCommandTests.Run(new CreateModelCommand(), "create-model", "--type", type, "--layers", "3", "--hidden", "32", "--vocab", "77", "--out", folder);
+        Assert.Equal(0, code);
+        Assert.Contains("3 layers", output);
+        var lm = CausalLMs.Load(folder);
+        Assert.Equal(type, lm.Info.ModelType);
+        Assert.Equal(77, lm.Info.VocabSize);
+        Assert.Equal(3, lm.Info.NumLayers);
+        // A non-empty --out is kept without --force.
+        var e = Assert.Throws<ArgumentException>(() => CliCommandTests.Run(new CreateModelCommand(), "create-model", "--type", type, "--out", folder));
+        Assert.Contains("--force", e.Message);
+        Assert.Equal(77, CausalLMs.Load(folder).Info.VocabSize);
+    }
+
+    [Fact]
+    public void Unknown_type_is_named()
+    {
+        var e = Assert.Throws<ArgumentException>(() => CliCommandTests.Run(new CreateModelCommand(), "create-model", "--type", "t5", "--out", Path.Combine(dir, "x")));
+        Assert.Contains("--type 't5'", e.Message);
+    }
+}

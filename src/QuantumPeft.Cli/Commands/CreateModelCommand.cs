@@ -1,0 +1,60 @@
+using System.CommandLine;
+using System.Text.Json;
+using QuantumPeft.Models.Decoder;
+using QuantumPeft.Models.Gpt2;
+using QuantumPeft.Models.Llama;
+using static TorchSharp.torch;
+
+namespace QuantumPeft.Cli.Commands;
+
+/// <summary><c>qpeft create-model</c>: a small causal LM with seeded random weights, written as a Hugging Face folder, to try the decoder commands without a download.</summary>
+public sealed class CreateModelCommand : ICliCommand
+{
+    public Command Build()
+    {
+        var type = new Option<string>("--type") { Description = "gpt2, llama, mistral or qwen2.", DefaultValueFactory = _ => "gpt2" };
+        var layers = new Option<int>("--layers") { DefaultValueFactory = _ => 2 };
+        var hidden = new Option<int>("--hidden") { DefaultValueFactory = _ => 64 };
+        var heads = new Option<int>("--heads") { DefaultValueFactory = _ => 4 };
+        var kvHeads = new Option<int?>("--kv-heads") { Description = "LLaMA family: key/value heads (default heads / 2: grouped-query attention)." };
+        var vocab = new Option<int>("--vocab") { DefaultValueFactory = _ => 1000 };
+        var positions = new Option<int>("--positions") { DefaultValueFactory = _ => 256 };
+        var seed = new Option<long>("--seed") { DefaultValueFactory = _ => 0 };
+        var outDir = new Option<string>("--out") { Required = true };
+        var force = new Option<bool>("--force") { Description = "Replace --out if it is not empty." };
+        var cmd = new Command("create-model", "Write a small random-weight causal LM (GPT-2 or LLaMA family) as a Hugging Face folder, for trying generate/logits/merge.");
+        foreach (var o in new Option[] { type, layers, hidden, heads, kvHeads, vocab, positions, seed, outDir, force }) cmd.Options.Add(o);
+        cmd.SetAction(parse =>
+        {
+            var t = parse.GetValue(type)!;
+            int l = parse.GetValue(layers), h = parse.GetValue(hidden), nh = parse.GetValue(heads), v = parse.GetValue(vocab), p = parse.GetValue(positions);
+            if (l < 1 || h < 1 || nh < 1 || v < 2 || p < 2) throw new ArgumentException("--layers, --hidden and --heads must be at least 1, --vocab and --positions at least 2.");
+            if (h % nh != 0) throw new ArgumentException($"--hidden {h} must be divisible by --heads {nh}.");
+            var output = Path.GetFullPath(parse.GetValue(outDir)!);
+            try { QuantumPeft.Formats.AtomicFolder.EnsureWritable(output, parse.GetValue(force)); }
+            catch (IOException e) { throw new ArgumentException($"--out: {e.Message} Pass --force to replace it.", e); }
+            manual_seed(parse.GetValue(seed));
+            ICausalLM model = t switch
+            {
+                "gpt2" => new Gpt2LMHeadModel(Gpt2Config.FromJson(JsonSerializer.Serialize(new Dictionary<string, object>
+                {
+                    ["model_type"] = "gpt2", ["n_embd"] = h, ["n_layer"] = l, ["n_head"] = nh, ["n_positions"] = p, ["vocab_size"] = v,
+                    ["bos_token_id"] = v - 1, ["eos_token_id"] = v - 1,
+                }), "--type gpt2")),
+                "llama" or "mistral" or "qwen2" => new LlamaForCausalLM(LlamaConfig.FromJson(JsonSerializer.Serialize(new Dictionary<string, object>
+                {
+                    ["model_type"] = t, ["hidden_size"] = h, ["num_hidden_layers"] = l, ["num_attention_heads"] = nh,
+                    ["num_key_value_heads"] = parse.GetValue(kvHeads) ?? Math.Max(1, nh / 2), ["intermediate_size"] = 4 * h,
+                    ["max_position_embeddings"] = p, ["vocab_size"] = v, ["bos_token_id"] = 1, ["eos_token_id"] = 2,
+                    ["architectures"] = new[] { t switch { "mistral" => "MistralForCausalLM", "qwen2" => "Qwen2ForCausalLM", _ => "LlamaForCausalLM" } },
+                }), $"--type {t}"), parse.GetValue(seed)),
+                _ => throw new ArgumentException($"--type '{t}' is not a causal LM this library writes; choose gpt2, llama, mistral or qwen2."),
+            };
+            QuantumPeft.Formats.AtomicFolder.Write(output, temp => CausalLMs.Save(model, temp, null), parse.GetValue(force));
+            var count = model.Module.parameters().Sum(x => x.numel());
+            Console.WriteLine($"wrote {output}: {t}, {l} layers, hidden {h}, {nh} heads, vocab {v}, {count:N0} parameters (random weights, seed {parse.GetValue(seed)})");
+            return 0;
+        });
+        return cmd;
+    }
+}
