@@ -13,7 +13,7 @@ using static TorchSharp.torch;
 
 namespace QuantumPeft.Training;
 
-/// <summary>How a BERT classifier is fine-tuned: which numbers train.</summary>
+/// <summary>How a model is fine-tuned: which numbers train (a BERT classifier, a causal LM).</summary>
 public sealed record FineTuneSpec
 {
     /// <summary>quantum | lora | head | full.</summary>
@@ -33,6 +33,26 @@ public sealed record FineTuneSpec
     public double InitScale { get; init; } = 0.02;
 
     public static readonly string[] Methods = ["quantum", "lora", "head", "full"];
+
+    /// <summary>The adapter config of the "quantum" or "lora" method (alpha 2 x rank unless given), for <paramref name="modelFolder"/> and peft's <paramref name="taskType"/>.</summary>
+    public PeftConfig AdapterConfig(string modelFolder, string taskType, IReadOnlyList<string>? modulesToSave) => Method switch
+    {
+        "quantum" => new QuantumPeftConfig
+        {
+            R = Rank, Alpha = Alpha ?? 2.0 * Rank, Seed = Seed,
+            StiefelU = new StiefelMapOptions { Kind = StiefelMaps.Parse(Map), Layers = Layers, InitScale = InitScale },
+            StiefelV = new StiefelMapOptions { Kind = StiefelMaps.Parse(Map), Layers = Layers, InitScale = InitScale },
+            TargetModules = ModuleSelector.Parse(Targets), ModulesToSave = modulesToSave,
+            BaseModelNameOrPath = modelFolder, TaskType = taskType,
+        },
+        "lora" => new LoraConfig
+        {
+            R = Rank, LoraAlpha = Alpha ?? 2.0 * Rank,
+            TargetModules = ModuleSelector.Parse(Targets), ModulesToSave = modulesToSave,
+            BaseModelNameOrPath = modelFolder, TaskType = taskType,
+        },
+        _ => throw new ArgumentException($"method '{Method}' has no adapter config (adapter methods: quantum, lora).", nameof(Method)),
+    };
 }
 
 /// <summary>A Hugging Face BERT folder + WordPiece encoder + (optionally) adapters, as the trainer sees it.</summary>
@@ -72,21 +92,7 @@ public sealed class BertTextClassifier : ITrainableClassifier, IDisposable
         {
             case "quantum":
             case "lora":
-                PeftConfig config = spec.Method == "quantum"
-                    ? new QuantumPeftConfig
-                    {
-                        R = spec.Rank, Alpha = spec.Alpha ?? 2.0 * spec.Rank, Seed = spec.Seed,
-                        StiefelU = new StiefelMapOptions { Kind = StiefelMaps.Parse(spec.Map), Layers = spec.Layers, InitScale = spec.InitScale },
-                        StiefelV = new StiefelMapOptions { Kind = StiefelMaps.Parse(spec.Map), Layers = spec.Layers, InitScale = spec.InitScale },
-                        TargetModules = ModuleSelector.Parse(spec.Targets), ModulesToSave = ["classifier"],
-                        BaseModelNameOrPath = modelFolder, TaskType = "SEQ_CLS",
-                    }
-                    : new LoraConfig
-                    {
-                        R = spec.Rank, LoraAlpha = spec.Alpha ?? 2.0 * spec.Rank,
-                        TargetModules = ModuleSelector.Parse(spec.Targets), ModulesToSave = ["classifier"],
-                        BaseModelNameOrPath = modelFolder, TaskType = "SEQ_CLS",
-                    };
+                var config = spec.AdapterConfig(modelFolder, "SEQ_CLS", ["classifier"]);
                 Peft = PeftModel.Inject(Model, config);
                 // Adapters are created on the CPU; move them with the model.
                 Model.to(Device);

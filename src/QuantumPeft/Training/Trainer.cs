@@ -8,41 +8,37 @@ using static TorchSharp.torch;
 namespace QuantumPeft.Training;
 
 /// <summary>
-/// Fine-tunes an <see cref="ITrainableClassifier"/> on a <see cref="TextTask"/>: AdamW over two learning-rate
-/// groups (adapter, head), linear warm-up and decay per step, gradient clipping, cross-entropy (MSE for
-/// regression), validation each epoch with keep-best, a final test evaluation, atomic checkpoints and exact resume.
+/// The one training loop, for every kind of fine-tuning (<see cref="ITrainingObjective{TExample}"/>): AdamW over two
+/// learning-rate groups (adapter, head), linear warm-up and decay per step, gradient clipping, the objective's loss,
+/// validation each epoch with keep-best, a final test evaluation, atomic checkpoints and exact resume.
 /// </summary>
 /// <remarks>
 /// Repeatability: the torch generator is seeded from (seed, step) before every step and the batch order from
 /// (seed, epoch), so a run resumed from any checkpoint takes the same steps as one that never stopped.
 /// </remarks>
-public sealed class Trainer
+public class Trainer<TExample>
 {
-    readonly ITrainableClassifier _model;
-    readonly TextTask _task;
+    readonly ITrainingObjective<TExample> _objective;
     readonly TrainerOptions _options;
     readonly IProgress<TrainingProgress>? _progress;
 
     /// <summary>Prepares a run; nothing happens until <see cref="Run"/>.</summary>
-    public Trainer(ITrainableClassifier model, TextTask task, TrainerOptions options, IProgress<TrainingProgress>? progress = null)
+    public Trainer(ITrainingObjective<TExample> objective, TrainerOptions options, IProgress<TrainingProgress>? progress = null)
     {
-        _model = model ?? throw new ArgumentNullException(nameof(model));
-        _task = task ?? throw new ArgumentNullException(nameof(task));
+        _objective = objective ?? throw new ArgumentNullException(nameof(objective));
         _options = options ?? throw new ArgumentNullException(nameof(options));
         _options.Validate();
         _progress = progress;
-        if (task.Train.Count == 0) throw new ArgumentException($"Task '{task.Name}' has no training examples.", nameof(task));
-        if (task.Validation.Count == 0) throw new ArgumentException($"Task '{task.Name}' has no validation examples.", nameof(task));
-        if (!task.MetricNames.Contains(task.MainMetric))
-            throw new ArgumentException($"Task '{task.Name}': main metric '{task.MainMetric}' is not among its metrics ({string.Join(", ", task.MetricNames)}).", nameof(task));
-        var overlap = model.AdapterParameters.Where(p => model.HeadParameters.Any(h => ReferenceEquals(h, p))).Count();
-        if (overlap > 0) throw new ArgumentException($"{overlap} parameter(s) are in both AdapterParameters and HeadParameters; each must be in one group.", nameof(model));
-        if (model.AdapterParameters.Count + model.HeadParameters.Count == 0)
-            throw new ArgumentException("The model has no trainable parameters (AdapterParameters and HeadParameters are empty).", nameof(model));
+        if (objective.Train.Count == 0) throw new ArgumentException($"Task '{objective.TaskName}' has no training examples.", nameof(objective));
+        if (objective.Validation.Count == 0) throw new ArgumentException($"Task '{objective.TaskName}' has no validation examples.", nameof(objective));
+        var overlap = objective.AdapterParameters.Where(p => objective.HeadParameters.Any(h => ReferenceEquals(h, p))).Count();
+        if (overlap > 0) throw new ArgumentException($"{overlap} parameter(s) are in both AdapterParameters and HeadParameters; each must be in one group.", nameof(objective));
+        if (objective.AdapterParameters.Count + objective.HeadParameters.Count == 0)
+            throw new ArgumentException("The model has no trainable parameters (AdapterParameters and HeadParameters are empty).", nameof(objective));
     }
 
     /// <summary>The steps per epoch for this task and batch size.</summary>
-    public int StepsPerEpoch => (_task.Train.Count + _options.BatchSize - 1) / _options.BatchSize;
+    public int StepsPerEpoch => (_objective.Train.Count + _options.BatchSize - 1) / _options.BatchSize;
 
     /// <summary>The optimiser steps of the whole run (epochs x steps per epoch, capped by MaxSteps).</summary>
     public int TotalSteps => Math.Min(_options.Epochs * StepsPerEpoch, _options.MaxSteps ?? int.MaxValue);
@@ -58,8 +54,8 @@ public sealed class Trainer
         torch.manual_seed(o.Seed);
 
         var groups = new List<(IReadOnlyList<Parameter> Params, double Lr)>();
-        if (_model.AdapterParameters.Count > 0) groups.Add((_model.AdapterParameters, o.AdapterLearningRate));
-        if (_model.HeadParameters.Count > 0) groups.Add((_model.HeadParameters, o.HeadLearningRate));
+        if (_objective.AdapterParameters.Count > 0) groups.Add((_objective.AdapterParameters, o.AdapterLearningRate));
+        if (_objective.HeadParameters.Count > 0) groups.Add((_objective.HeadParameters, o.HeadLearningRate));
         using var optimizer = optim.AdamW(
             groups.Select(g => new AdamW.ParamGroup(g.Params, new AdamW.Options { LearningRate = g.Lr, weight_decay = o.WeightDecay })),
             lr: groups[0].Lr, weight_decay: o.WeightDecay);
@@ -68,15 +64,15 @@ public sealed class Trainer
 
         var state = new TrainerState
         {
-            Epoch = 1, TotalSteps = totalSteps, StepsPerEpoch = stepsPerEpoch, TrainCount = _task.Train.Count,
-            BatchSize = o.BatchSize, Seed = o.Seed, Task = _task.Name, MainMetric = _task.MainMetric,
+            Epoch = 1, TotalSteps = totalSteps, StepsPerEpoch = stepsPerEpoch, TrainCount = _objective.Train.Count,
+            BatchSize = o.BatchSize, Seed = o.Seed, Task = _objective.TaskName, MainMetric = _objective.MainMetric,
         };
         Dictionary<string, Tensor>? best = null;
         if (o.Resume && TrainingCheckpoint.Exists(o.OutputDir!))
         {
             var (saved, trainable, savedBest) = TrainingCheckpoint.Load(o.OutputDir!, optimizer);
             CheckCompatible(saved, state);
-            _model.LoadTrainableState(trainable);
+            _objective.LoadTrainableState(trainable);
             foreach (var t in trainable.Values) t.Dispose();
             state = saved;
             best = savedBest;
@@ -100,7 +96,7 @@ public sealed class Trainer
         int bestEpoch = state.BestEpoch;
         // Times optimiser steps only (not evaluations or checkpoints): throughput and ETA are about training.
         var clock = new Stopwatch();
-        bool onCuda = _model.Device.type == DeviceType.CUDA;
+        bool onCuda = _objective.Device.type == DeviceType.CUDA;
         long examplesSeen = 0;
         int stepsThisProcess = 0;
         double windowLoss = 0;
@@ -115,7 +111,7 @@ public sealed class Trainer
         void Checkpoint(int nextEpoch, int nextBatch)
         {
             if (o.OutputDir is null) return;
-            var trainable = _model.GetTrainableState();
+            var trainable = _objective.GetTrainableState();
             TrainingCheckpoint.Save(o.OutputDir, Snapshot(nextEpoch, nextBatch), trainable, best, optimizer);
         }
         double AdapterLr() => lrControllers[0].LearningRate;
@@ -123,12 +119,12 @@ public sealed class Trainer
 
         for (; epoch <= o.Epochs && step < totalSteps; epoch++, batchStart = 0)
         {
-            var order = SeededOrder.EpochOrder(_task.Train.Count, o.Seed, epoch);
-            _model.SetTraining(true);
+            var order = SeededOrder.EpochOrder(_objective.Train.Count, o.Seed, epoch);
+            _objective.SetTraining(true);
             for (int b = batchStart; b < stepsPerEpoch && step < totalSteps; b++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var batch = order[(b * o.BatchSize)..Math.Min(order.Length, (b + 1) * o.BatchSize)].Select(i => _task.Train[i]).ToList();
+                var batch = order[(b * o.BatchSize)..Math.Min(order.Length, (b + 1) * o.BatchSize)].Select(i => _objective.Train[i]).ToList();
                 var factor = LinearSchedule.Factor(step, warmup, totalSteps);
                 for (int g = 0; g < groups.Count; g++) lrControllers[g].LearningRate = groups[g].Lr * factor;
                 var stepSeed = SeededOrder.Derive(o.Seed, 1_000_000L + step);
@@ -140,8 +136,7 @@ public sealed class Trainer
                 using (var scope = torch.NewDisposeScope())
                 {
                     optimizer.zero_grad();
-                    var logits = _model.Forward(batch);
-                    var loss = Loss(logits, batch);
+                    var loss = _objective.Loss(batch);
                     lossValue = loss.item<float>();
                     if (!double.IsFinite(lossValue)) throw new TrainingDivergedException(step + 1, epoch, lossValue);
                     loss.backward();
@@ -150,6 +145,7 @@ public sealed class Trainer
                 }
                 clock.Stop();
                 step++;
+                _objective.AfterStep(step);
                 stepsThisProcess++;
                 examplesSeen += batch.Count;
                 windowLoss += lossValue;
@@ -170,34 +166,34 @@ public sealed class Trainer
             epochsDone = epoch;
             if (o.EvaluateEachEpoch || step >= totalSteps || epoch == o.Epochs)
             {
-                var metrics = EvaluateAndLog("validation", _task.Validation, step, epoch, Log);
-                var value = metrics[_task.MainMetric];
-                if (bestMetric is null || value > bestMetric)
+                var metrics = EvaluateAndLog("validation", _objective.Validation, step, epoch, Log);
+                var value = metrics[_objective.MainMetric];
+                if (bestMetric is null || (_objective.LowerIsBetter ? value < bestMetric : value > bestMetric))
                 {
                     bestMetric = value;
                     bestEpoch = epoch;
-                    if (o.KeepBest) best = Clone(_model.GetTrainableState(), best);
+                    if (o.KeepBest) best = Clone(_objective.GetTrainableState(), best);
                 }
             }
             Checkpoint(epoch + 1, 0);
         }
         var trainSeconds = clock.Elapsed.TotalSeconds;
 
-        if (o.KeepBest && best is not null) _model.LoadTrainableState(best);
-        var testMetrics = EvaluateAndLog("test", _task.Test, step, epochsDone, Log);
+        if (o.KeepBest && best is not null) _objective.LoadTrainableState(best);
+        var testMetrics = EvaluateAndLog("test", _objective.Test, step, epochsDone, Log);
         if (best is not null) foreach (var t in best.Values) t.Dispose();
 
-        var result = new TrainingResult(_task.Name, _task.MainMetric, bestMetric ?? double.NaN, bestEpoch, _task.MainMetric,
-            testMetrics[_task.MainMetric], testMetrics, trainSeconds, trainSeconds > 0 ? examplesSeen / trainSeconds : 0,
+        var result = new TrainingResult(_objective.TaskName, _objective.MainMetric, bestMetric ?? double.NaN, bestEpoch, _objective.MainMetric,
+            testMetrics[_objective.MainMetric], testMetrics, trainSeconds, trainSeconds > 0 ? examplesSeen / trainSeconds : 0,
             step, epochsDone, history.ToList());
         if (o.OutputDir is not null)
         {
             Formats.AtomicFile.WriteAllText(Path.Combine(o.OutputDir, "result.json"), JsonSerializer.Serialize(result, new JsonSerializerOptions(TrainingCheckpoint.Json) { WriteIndented = true }));
-            TrainingPlot.Save(Path.Combine(o.OutputDir, "training.png"), history, _task.Name, _task.MainMetric);
+            TrainingPlot.Save(Path.Combine(o.OutputDir, "training.png"), history, _objective.TaskName, _objective.MainMetric);
         }
         return result;
 
-        Dictionary<string, double> EvaluateAndLog(string split, IReadOnlyList<TextExample> examples, int atStep, int atEpoch, Action<TrainingLogEntry> log)
+        Dictionary<string, double> EvaluateAndLog(string split, IReadOnlyList<TExample> examples, int atStep, int atEpoch, Action<TrainingLogEntry> log)
         {
             _progress?.Report(new TrainingProgress("evaluating", atStep, totalSteps, Math.Max(1, atEpoch), o.Epochs, lastLoss, ExamplesPerSecond(), null, AdapterLr(), Split: split));
             var metrics = Evaluate(examples);
@@ -207,26 +203,14 @@ public sealed class Trainer
         }
     }
 
-    /// <summary>Predicts every example (eval mode, no gradients) and computes the task's metrics.</summary>
-    public Dictionary<string, double> Evaluate(IReadOnlyList<TextExample> examples)
+    /// <summary>Evaluates <paramref name="examples"/> with the objective's metrics (eval mode, no gradients), then returns to training mode.</summary>
+    public Dictionary<string, double> Evaluate(IReadOnlyList<TExample> examples)
     {
-        var metrics = ClassifierEvaluation.Evaluate(_model, _task, examples, _options.EvalBatchSize ?? 2 * _options.BatchSize);
-        _model.SetTraining(true);
+        var metrics = _objective.Evaluate(examples, _options.EvalBatchSize ?? 2 * _options.BatchSize);
+        if (!metrics.ContainsKey(_objective.MainMetric))
+            throw new InvalidOperationException($"Task '{_objective.TaskName}': the evaluation gave no '{_objective.MainMetric}' (it gave {string.Join(", ", metrics.Keys)}).");
+        _objective.SetTraining(true);
         return metrics;
-    }
-
-    Tensor Loss(Tensor logits, IReadOnlyList<TextExample> batch)
-    {
-        var labels = batch.Select(e => e.Label).ToArray();
-        if (_task.IsRegression)
-        {
-            var target = torch.tensor(labels, device: logits.device);
-            return nn.functional.mse_loss(logits.reshape(-1), target);
-        }
-        if (logits.ndim != 2 || logits.shape[0] != batch.Count || logits.shape[1] != _task.NumLabels)
-            throw new InvalidOperationException($"The model returned logits of shape [{string.Join(", ", logits.shape)}]; expected [{batch.Count}, {_task.NumLabels}].");
-        var classes = torch.tensor(labels.Select(l => (long)l).ToArray(), device: logits.device);
-        return nn.functional.cross_entropy(logits, classes, label_smoothing: _options.LabelSmoothing);
     }
 
     static Dictionary<string, Tensor> Clone(IReadOnlyDictionary<string, Tensor> state, Dictionary<string, Tensor>? previous)
@@ -246,3 +230,7 @@ public sealed class Trainer
     }
 
 }
+
+/// <summary>Fine-tunes an <see cref="ITrainableClassifier"/> on a <see cref="TextTask"/> (classification or regression) with the one loop of <see cref="Trainer{TExample}"/>.</summary>
+public sealed class Trainer(ITrainableClassifier model, TextTask task, TrainerOptions options, IProgress<TrainingProgress>? progress = null)
+    : Trainer<TextExample>(new ClassificationObjective(model, task, options?.LabelSmoothing ?? 0), options!, progress);

@@ -21,7 +21,7 @@ public sealed record TrainingLogEntry(
     string Kind, int Step, int Epoch, double? Loss = null, double? LearningRate = null, double? ExamplesPerSecond = null,
     string? Split = null, IReadOnlyDictionary<string, double>? Metrics = null);
 
-/// <summary>The outcome of <see cref="Trainer.Run"/>.</summary>
+/// <summary>The outcome of <see cref="Trainer{TExample}.Run"/>.</summary>
 /// <param name="Task">Task name.</param>
 /// <param name="MainMetric">Name of the metric used for keep-best and the headline figure.</param>
 /// <param name="BestValidationMetric">Best validation value of the main metric.</param>

@@ -175,7 +175,7 @@ public sealed class Gpt2LMHeadModel : nn.Module<Tensor, Tensor>, ICausalLM
     {
         transformer = new Gpt2Model(config);
         var head = nn.Linear(config.NEmbd, config.VocabSize, hasBias: false);
-        if (config.TieWordEmbeddings) head.weight = transformer.TokenEmbedding.weight;
+        if (config.TieWordEmbeddings) head.weight = transformer.TokenEmbedding.weight!;
         else using (no_grad()) head.weight!.normal_(0, config.InitializerRange);
         lm_head = head;
         var json = System.Text.Json.JsonSerializer.SerializeToElement(config, Gpt2Config.JsonOptions);
