@@ -11,7 +11,7 @@ public static class TrainingProgressDisplay
     public static bool IsInteractive => !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
 
     /// <summary>Creates the trainer with a progress sink (live when <paramref name="live"/>, else <see cref="PlainLines"/>) and runs it.</summary>
-    public static TrainingResult Train(bool live, Func<IProgress<TrainingProgress>, Trainer> createTrainer)
+    public static TrainingResult Train<TExample>(bool live, Func<IProgress<TrainingProgress>, Trainer<TExample>> createTrainer)
     {
         if (!live)
         {

@@ -2,42 +2,55 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using QuantumPeft.Data;
+using QuantumPeft.Generation;
 using QuantumPeft.Models;
+using QuantumPeft.Models.Decoder;
 using QuantumPeft.Training;
 using Spectre.Console;
 using TorchSharp;
 
 namespace QuantumPeft.Cli.Commands;
 
-/// <summary><c>qpeft train</c>: fine-tune a BERT folder (default: the bundled MiniLM) on a text task. With no arguments, the main job.</summary>
+/// <summary>
+/// <c>qpeft train</c>: fine-tune a BERT folder (default: the bundled MiniLM) on a text task, or a causal LM (GPT-2, LLaMA family)
+/// on a generation task (e2e). With no arguments, the main job. Both go through the one trainer loop.
+/// </summary>
 public sealed class TrainCommand : ICliCommand
 {
     public Command Build()
     {
-        var model = new Option<string>("--model") { Description = "minilm or a Hugging Face BERT folder.", DefaultValueFactory = _ => "minilm" };
-        var task = new Option<string>("--task") { Description = $"Task: {string.Join(", ", TextTasks.Names)}.", DefaultValueFactory = _ => "sentiment" };
-        var dataDir = new Option<string?>("--data-dir") { Description = "Folder holding the GLUE task folders (GLUE tasks only)." };
-        var method = new Option<string>("--method") { Description = "quantum | lora | head | full.", DefaultValueFactory = _ => "quantum" };
-        var rank = new Option<int>("--rank") { Description = "Rank K (quantum) or r (lora).", DefaultValueFactory = _ => 8 };
+        var model = new Option<string>("--model") { Description = "minilm, a Hugging Face BERT folder, or (generation tasks) a causal-LM folder.", DefaultValueFactory = _ => "minilm" };
+        var task = new Option<string>("--task") { Description = $"Task: {string.Join(", ", TextTasks.Names)}; generation: {string.Join(", ", GenerationTasks.Names)}.", DefaultValueFactory = _ => "sentiment" };
+        var dataDir = new Option<string?>("--data-dir") { Description = "Folder holding the GLUE task folders, or the E2E CSV files." };
+        var method = new Option<string>("--method") { Description = "quantum | lora | head | full (head: classifiers only).", DefaultValueFactory = _ => "quantum" };
+        var rank = new Option<int?>("--rank") { Description = "Rank K (quantum) or r (lora). Default: 8; generation tasks 4 (the LoRA paper's E2E rank)." };
         var layers = new Option<int>("--layers") { Description = "Pauli entanglement layers L.", DefaultValueFactory = _ => 1 };
         var map = new Option<string>("--map") { Description = "Stiefel map for U and V: pauli, taylor, matrix_exp, cayley, householder, givens.", DefaultValueFactory = _ => "pauli" };
         var initScale = new Option<double>("--init-scale") { Description = "Quantum: initial angles uniform in +-this.", DefaultValueFactory = _ => 0.02 };
-        var alpha = new Option<double?>("--alpha") { Description = "Scaling numerator, s = alpha / rank. Default: 2 x rank." };
-        var targets = new Option<string>("--targets") { Description = "all-linear, re:PATTERN, or names a,b,c.", DefaultValueFactory = _ => "all-linear" };
-        var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 3 };
-        var lr = new Option<double?>("--lr") { Description = "Adapter (or backbone) learning rate. Default: quantum 2e-2, lora 1e-3, full 5e-5." };
+        var alpha = new Option<double?>("--alpha") { Description = "Scaling numerator, s = alpha / rank. Default: 2 x rank; generation tasks with lora 32 (E2E recipe)." };
+        var targets = new Option<string?>("--targets") { Description = "all-linear, re:PATTERN, or names a,b,c (c_attn[q,v]: GPT-2's q and v thirds). Default: all-linear; generation tasks query and value (GPT-2 c_attn[q,v], LLaMA q_proj,v_proj)." };
+        var epochs = new Option<int?>("--epochs") { Description = "Default: 3; generation tasks 5." };
+        var lr = new Option<double?>("--lr") { Description = "Adapter (or backbone) learning rate. Default: quantum 2e-2, lora 1e-3 (generation tasks 2e-4), full 5e-5." };
         var headLr = new Option<double>("--head-lr") { Description = "Classifier head learning rate.", DefaultValueFactory = _ => 2e-3 };
-        var batch = new Option<int>("--batch-size") { DefaultValueFactory = _ => 16 };
-        var maxLength = new Option<int>("--max-length") { DefaultValueFactory = _ => 64 };
+        var batch = new Option<int?>("--batch-size") { Description = "Default: 16; generation tasks 8." };
+        var maxLength = new Option<int?>("--max-length") { Description = "Tokens per example. Default: 64; generation tasks 256 (prompt + completion)." };
         var maxSteps = new Option<int?>("--max-steps") { Description = "Stop after this many steps (smoke runs)." };
+        var warmup = new Option<int?>("--warmup-steps") { Description = "Linear warm-up steps. Default: 6% of the steps; generation tasks 500 (capped at the run's steps)." };
+        var labelSmoothing = new Option<double?>("--label-smoothing") { Description = "Default: 0; generation tasks 0.1." };
+        var evalMetric = new Option<string>("--eval-metric") { Description = "Generation tasks: the validation metric that picks the best epoch (loss, perplexity, or a generation metric such as bleu: then validation is decoded every epoch).", DefaultValueFactory = _ => "loss" };
+        var beams = new Option<int>("--num-beams") { Description = "Generation tasks: beam width for the scored outputs.", DefaultValueFactory = _ => 10 };
+        var lengthPenalty = new Option<double>("--length-penalty") { DefaultValueFactory = _ => 0.8 };
+        var noRepeat = new Option<int>("--no-repeat-ngram-size") { DefaultValueFactory = _ => 4 };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "Generation tasks: longest generated output.", DefaultValueFactory = _ => 64 };
         var seed = new Option<long>("--seed") { DefaultValueFactory = _ => 42 };
         var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N.", DefaultValueFactory = _ => "cpu" };
         var threads = new Option<int?>("--threads") { Description = "CPU threads for TorchSharp (default: all cores)." };
         var outDir = new Option<string>("--out") { Description = "Output folder (checkpoints, adapter, results.json, plot).", DefaultValueFactory = _ => "out/train" };
         var resume = new Option<bool>("--resume") { Description = "Continue a stopped run from the checkpoint in --out." };
 
-        var cmd = new Command("train", "Fine-tune a model on a text task (default: Quantum-PEFT on the bundled MiniLM, sentiment).");
-        foreach (var o in new Option[] { model, task, dataDir, method, rank, layers, map, initScale, alpha, targets, epochs, lr, headLr, batch, maxLength, maxSteps, seed, device, threads, outDir, resume })
+        var cmd = new Command("train", "Fine-tune a model on a text task (default: Quantum-PEFT on the bundled MiniLM, sentiment) or a causal LM on a generation task.");
+        foreach (var o in new Option[] { model, task, dataDir, method, rank, layers, map, initScale, alpha, targets, epochs, lr, headLr, batch, maxLength, maxSteps,
+                     warmup, labelSmoothing, evalMetric, beams, lengthPenalty, noRepeat, maxNew, seed, device, threads, outDir, resume })
             cmd.Options.Add(o);
 
         cmd.SetAction(parse =>
@@ -48,69 +61,128 @@ public sealed class TrainCommand : ICliCommand
             var dev = EmbedCommand.ParseDevice(parse.GetValue(device)!);
             var output = Path.GetFullPath(parse.GetValue(outDir)!);
             var seedValue = parse.GetValue(seed);
-
             var folder = ModelResolver.Resolve(parse.GetValue(model)!);
-            var data = TextTasks.Load(parse.GetValue(task)!, parse.GetValue(dataDir));
+            var taskName = parse.GetValue(task)!;
+            bool generation = GenerationTasks.IsGenerationTask(taskName);
+            if (generation != CausalLMs.IsCausalLM(folder))
+                throw new ArgumentException(generation
+                    ? $"task '{taskName}' trains a causal LM (GPT-2, LLaMA, Mistral, Qwen2), but --model '{folder}' is model_type '{CausalLMs.ReadModelType(folder) ?? "(none)"}'."
+                    : $"--model '{folder}' is a causal LM; it trains on a generation task ({string.Join(", ", GenerationTasks.Names)}), not on '{taskName}'.");
             var spec = new FineTuneSpec
             {
-                Method = m, Rank = parse.GetValue(rank), Layers = parse.GetValue(layers), Map = parse.GetValue(map)!,
-                Targets = parse.GetValue(targets)!, Seed = seedValue,
-                InitScale = parse.GetValue(initScale), Alpha = parse.GetValue(alpha),
+                Method = m, Rank = parse.GetValue(rank) ?? (generation ? 4 : 8), Layers = parse.GetValue(layers), Map = parse.GetValue(map)!,
+                Targets = parse.GetValue(targets) ?? (generation ? DefaultDecoderTargets(folder) : "all-linear"), Seed = seedValue,
+                InitScale = parse.GetValue(initScale), Alpha = parse.GetValue(alpha) ?? (generation && m == "lora" ? 32 : null),
             };
-            torch.manual_seed(seedValue);
-            using var classifier = new BertTextClassifier(folder, data.NumLabels, spec, parse.GetValue(maxLength), dev);
-            var (adapterParams, headParams, totalParams) = classifier.Counts();
-
-            AnsiConsole.MarkupLine($"[bold]qpeft train[/]: {Markup.Escape(data.Name)} ({data.Train.Count}/{data.Validation.Count}/{data.Test.Count} train/validation/test), model {Markup.Escape(folder)}, method {m}, device {dev}");
-            if (classifier.Peft is { } peft) Console.WriteLine(peft.Report().ToTable());
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"adapter params: {adapterParams:N0} || head params: {headParams:N0} || trainable params: {adapterParams + headParams:N0} || all params: {totalParams:N0} || trainable%: {100.0 * (adapterParams + headParams) / totalParams:F4}"));
-
-            var defaultLr = m switch { "quantum" => 2e-2, "lora" => 1e-3, "full" => 5e-5, _ => 0.0 };
+            var defaultLr = m switch { "quantum" => 2e-2, "lora" => generation ? 2e-4 : 1e-3, "full" => 5e-5, _ => 0.0 };
             var options = new TrainerOptions
             {
-                Epochs = parse.GetValue(epochs), BatchSize = parse.GetValue(batch),
+                Epochs = parse.GetValue(epochs) ?? (generation ? 5 : 3), BatchSize = parse.GetValue(batch) ?? (generation ? 8 : 16),
                 AdapterLearningRate = parse.GetValue(lr) ?? defaultLr, HeadLearningRate = parse.GetValue(headLr),
                 Seed = seedValue, OutputDir = output, Resume = parse.GetValue(resume), MaxSteps = parse.GetValue(maxSteps),
+                WarmupSteps = parse.GetValue(warmup) ?? (generation ? 500 : null), LabelSmoothing = parse.GetValue(labelSmoothing) ?? (generation ? 0.1 : 0),
             };
-            var result = TrainingProgressDisplay.Train(TrainingProgressDisplay.IsInteractive, progress => new Trainer(classifier, data, options, progress));
-
-            Directory.CreateDirectory(output);
+            torch.manual_seed(seedValue);
+            var results = new Dictionary<string, object?> { ["method"] = m, ["model"] = folder, ["rank"] = spec.Rank, ["layers"] = spec.Layers, ["map"] = spec.Map };
+            TrainingResult result;
             string saved;
-            if (classifier.Peft is { } p)
+            int maxLen;
+            if (generation)
             {
-                saved = Path.Combine(output, "adapter");
-                classifier.SaveAdapter(saved);
+                var data = GenerationTasks.Load(taskName, parse.GetValue(dataDir));
+                maxLen = parse.GetValue(maxLength) ?? 256;
+                using var lm = new CausalLMFineTuner(folder, spec, maxLen, dev);
+                var (trainable, total) = lm.Counts();
+                AnsiConsole.MarkupLine($"[bold]qpeft train[/]: {Markup.Escape(data.Name)} ({data.Train.Count}/{data.Validation.Count}/{data.Test.Count} train/validation/test pairs), model {Markup.Escape(folder)} ({lm.Model.Info.ModelType}), method {m}, device {dev}");
+                if (lm.Peft is { } peft) Console.WriteLine(peft.Report().ToTable());
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"trainable params: {trainable:N0} || all params: {total:N0} || trainable%: {100.0 * trainable / total:F4}"));
+                var decode = new GenerationOptions(MaxNewTokens: parse.GetValue(maxNew), NumBeams: parse.GetValue(beams),
+                    LengthPenalty: parse.GetValue(lengthPenalty), NoRepeatNgramSize: parse.GetValue(noRepeat));
+                decode.Validate();
+                var objective = new CausalLMObjective(lm, data, options.LabelSmoothing, parse.GetValue(evalMetric)!, decode, GenerationScorer(data));
+                // The warm-up of the recipe (500 steps) cannot exceed a short run.
+                result = TrainingProgressDisplay.Train(TrainingProgressDisplay.IsInteractive, progress => new Trainer<PromptCompletion>(objective, options, progress));
+                if (lm.Peft is not null) { saved = Path.Combine(output, "adapter"); lm.SaveAdapter(saved); }
+                else { saved = Path.Combine(output, "model"); lm.SaveModel(saved, overwrite: true); }
+                results["task"] = data.Name;
+                results["adapter_params"] = trainable;
+                results["head_params"] = 0L;
+                results["trainable_params"] = trainable;
+                results["total_params"] = total;
+                results["label_smoothing"] = options.LabelSmoothing;
+                results["warmup_steps"] = options.WarmupSteps;
+                results["decoding"] = new { num_beams = decode.NumBeams, length_penalty = decode.LengthPenalty, no_repeat_ngram_size = decode.NoRepeatNgramSize, max_new_tokens = decode.MaxNewTokens };
             }
             else
             {
-                // Head-only and full fine-tuning change the model itself: save it as a plain HF classifier folder, which
-                // qpeft eval --model DIR/model (and transformers) load without the base model.
-                saved = Path.Combine(output, "model");
-                classifier.SaveMerged(saved, overwrite: true);
+                var data = TextTasks.Load(taskName, parse.GetValue(dataDir));
+                maxLen = parse.GetValue(maxLength) ?? 64;
+                using var classifier = new BertTextClassifier(folder, data.NumLabels, spec, maxLen, dev);
+                var (adapterParams, headParams, totalParams) = classifier.Counts();
+
+                AnsiConsole.MarkupLine($"[bold]qpeft train[/]: {Markup.Escape(data.Name)} ({data.Train.Count}/{data.Validation.Count}/{data.Test.Count} train/validation/test), model {Markup.Escape(folder)}, method {m}, device {dev}");
+                if (classifier.Peft is { } peft) Console.WriteLine(peft.Report().ToTable());
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"adapter params: {adapterParams:N0} || head params: {headParams:N0} || trainable params: {adapterParams + headParams:N0} || all params: {totalParams:N0} || trainable%: {100.0 * (adapterParams + headParams) / totalParams:F4}"));
+                result = TrainingProgressDisplay.Train(TrainingProgressDisplay.IsInteractive, progress => new Trainer(classifier, data, options, progress));
+
+                Directory.CreateDirectory(output);
+                if (classifier.Peft is not null)
+                {
+                    saved = Path.Combine(output, "adapter");
+                    classifier.SaveAdapter(saved);
+                }
+                else
+                {
+                    // Head-only and full fine-tuning change the model itself: save it as a plain HF classifier folder, which
+                    // qpeft eval --model DIR/model (and transformers) load without the base model.
+                    saved = Path.Combine(output, "model");
+                    classifier.SaveMerged(saved, overwrite: true);
+                }
+                results["task"] = data.Name;
+                results["adapter_params"] = adapterParams;
+                results["head_params"] = headParams;
+                results["trainable_params"] = adapterParams + headParams;
+                results["total_params"] = totalParams;
             }
 
-            var results = new Dictionary<string, object?>
-            {
-                ["task"] = data.Name, ["method"] = m, ["model"] = folder, ["rank"] = spec.Rank, ["layers"] = spec.Layers, ["map"] = spec.Map,
-                ["adapter_params"] = adapterParams, ["head_params"] = headParams, ["trainable_params"] = adapterParams + headParams,
-                ["total_params"] = totalParams, ["test_metric"] = result.TestMetric, ["test_metric_name"] = result.TestMetricName,
-                ["test_metrics"] = result.TestMetrics, ["best_validation_metric"] = result.BestValidationMetric, ["best_epoch"] = result.BestEpoch,
-                ["train_seconds"] = result.TrainSeconds, ["examples_per_second"] = result.ExamplesPerSecond,
-                ["steps"] = result.Steps, ["epochs"] = result.Epochs, ["seed"] = seedValue, ["saved"] = saved,
-                ["lr"] = options.AdapterLearningRate, ["head_lr"] = options.HeadLearningRate, ["alpha"] = spec.Alpha ?? 2.0 * spec.Rank,
-                ["init_scale"] = spec.InitScale, ["batch_size"] = options.BatchSize, ["max_length"] = parse.GetValue(maxLength),
-                ["threads"] = torch.get_num_threads(), ["device"] = dev.ToString(),
-            };
+            results["test_metric"] = result.TestMetric;
+            results["test_metric_name"] = result.TestMetricName;
+            results["test_metrics"] = result.TestMetrics;
+            results["best_validation_metric"] = result.BestValidationMetric;
+            results["best_epoch"] = result.BestEpoch;
+            results["train_seconds"] = result.TrainSeconds;
+            results["examples_per_second"] = result.ExamplesPerSecond;
+            results["steps"] = result.Steps;
+            results["epochs"] = result.Epochs;
+            results["seed"] = seedValue;
+            results["saved"] = saved;
+            results["lr"] = options.AdapterLearningRate;
+            results["head_lr"] = options.HeadLearningRate;
+            results["alpha"] = spec.Alpha ?? 2.0 * spec.Rank;
+            results["targets"] = spec.Targets;
+            results["init_scale"] = spec.InitScale;
+            results["batch_size"] = options.BatchSize;
+            results["max_length"] = maxLen;
+            results["threads"] = torch.get_num_threads();
+            results["device"] = dev.ToString();
             var resultsPath = Path.Combine(output, "results.json");
             Formats.AtomicFile.WriteAllText(resultsPath, JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }));
 
             AnsiConsole.MarkupLine(string.Create(CultureInfo.InvariantCulture,
                 $"[bold green]test {result.TestMetricName}: {result.TestMetric:F4}[/] (best validation {result.BestValidationMetric:F4} at epoch {result.BestEpoch}; {result.TrainSeconds:F0} s, {result.ExamplesPerSecond:F1} examples/s)"));
+            if (generation)
+                Console.WriteLine(string.Join(", ", result.TestMetrics.Select(p => string.Create(CultureInfo.InvariantCulture, $"{p.Key} {p.Value:F4}"))));
             Console.WriteLine($"saved: {saved}");
             Console.WriteLine($"results: {resultsPath}");
             return 0;
         });
         return cmd;
     }
+
+    /// <summary>The LoRA paper's targets: query and value (GPT-2: the q and v thirds of c_attn).</summary>
+    static string DefaultDecoderTargets(string folder) => CausalLMs.ReadModelType(folder) == "gpt2" ? "c_attn[q,v]" : "q_proj,v_proj";
+
+    /// <summary>The task's generation metrics on (hypotheses, reference groups); null until a scorer exists for them.</summary>
+    static Func<IReadOnlyList<string>, IReadOnlyList<IReadOnlyList<string>>, IReadOnlyDictionary<string, double>>? GenerationScorer(GenerationTask task) => null;
 }

@@ -319,3 +319,46 @@ public sealed class CreateModelCliTests : IDisposable
         Assert.Contains("--type 't5'", e.Message);
     }
 }
+
+/// <summary>qpeft train on a generation task (a causal LM through the one trainer), in-process.</summary>
+public sealed class TrainGenerationCliTests : IDisposable
+{
+    readonly string dir = Path.Combine(Path.GetTempPath(), "qpeft-train-gen-" + Guid.NewGuid().ToString("N"));
+    public void Dispose() { if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true); }
+
+    [Fact]
+    public void E2e_from_a_data_dir_trains_a_gpt2_adapter_and_writes_results()
+    {
+        var eos = QuantumPeft.Tests.Data.Tokenizers.TokenizerFileWriter.SmallEndOfText;
+        using var model = TinyGpt2.Model(vocab: eos + 1, eos: eos);
+        var folder = TinyGpt2.Write(model, Path.Combine(dir, "gpt2"));
+        QuantumPeft.Tests.Data.Tokenizers.TokenizerFileWriter.WriteGpt2(folder, QuantumPeft.Tests.Data.Tokenizers.TokenizerFileWriter.SmallVocab(),
+            QuantumPeft.Tests.Data.Tokenizers.TokenizerFileWriter.SmallMerges);
+        var data = Path.Combine(dir, "e2e");
+        Directory.CreateDirectory(data);
+        var csv = "mr,ref\n\"name[A], food[B]\",A serves B.\n\"name[C], food[D]\",C has D.\n\"name[A], food[B]\",B at A.\n";
+        foreach (var f in E2eNlg.Files) File.WriteAllText(Path.Combine(data, f), csv);
+        var outDir = Path.Combine(dir, "run");
+        var (code, output) = CliCommandTests.Run(new TrainCommand(), "train", "--task", "e2e", "--data-dir", data, "--model", folder, "--method", "lora",
+            "--max-steps", "3", "--batch-size", "2", "--num-beams", "2", "--max-new-tokens", "4", "--out", outDir);
+        Assert.Equal(0, code);
+        Assert.Contains("test loss", output);
+        using var results = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "results.json")));
+        Assert.Equal("e2e", results.RootElement.GetProperty("task").GetString());
+        Assert.Equal("c_attn[q,v]", results.RootElement.GetProperty("targets").GetString());   // the LoRA paper's GPT-2 targets
+        Assert.Equal(32, results.RootElement.GetProperty("alpha").GetDouble());
+        Assert.Equal(2 * TinyGpt2.Layers * LoraBranch.CountParameters(16, 16, 4), results.RootElement.GetProperty("adapter_params").GetInt64());
+        Assert.True(results.RootElement.GetProperty("test_metrics").GetProperty("perplexity").GetDouble() > 1);
+        Assert.True(File.Exists(Path.Combine(outDir, "adapter", "adapter_config.json")));
+        Assert.True(File.Exists(Path.Combine(outDir, "metrics.jsonl")));
+    }
+
+    [Fact]
+    public void A_task_that_does_not_fit_the_model_is_named()
+    {
+        var e = Assert.Throws<ArgumentException>(() => CliCommandTests.Run(new TrainCommand(), "train", "--task", "e2e", "--model", "minilm", "--out", Path.Combine(dir, "x")));
+        Assert.Contains("trains a causal LM", e.Message);
+        var e2 = Assert.Throws<ArgumentException>(() => CliCommandTests.Run(new TrainCommand(), "train", "--task", "e2e", "--model", TinyGpt2.Write(TinyGpt2.Model(), Path.Combine(dir, "m")), "--out", Path.Combine(dir, "y")));
+        Assert.Contains("--data-dir", e2.Message);
+    }
+}
