@@ -64,7 +64,9 @@ public sealed class CausalLMFineTuner : IDisposable
             : Tokenizer.EosTokenId ?? throw new InvalidDataException($"'{modelFolder}': neither config.json nor the tokenizer names an EOS token; a completion needs one to end.");
         if (spec.Method == "full")
         {
-            foreach (var (name, p) in Model.Module.named_parameters()) { p.requires_grad = true; _adapter.Add((name, p)); }
+            // A tied head is the embedding's own tensor: listed once, or the optimiser would step it twice.
+            var seen = new HashSet<Parameter>(ReferenceEqualityComparer.Instance);
+            foreach (var (name, p) in Model.Module.named_parameters().Where(p => seen.Add(p.parameter))) { p.requires_grad = true; _adapter.Add((name, p)); }
             return;
         }
         var config = spec.AdapterConfig(modelFolder, "CAUSAL_LM", null);
