@@ -1,0 +1,112 @@
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace QuantumPeft.Data.TextMetrics;
+
+/// <summary>
+/// The tokenisation pycocoevalcap applies before METEOR, ROUGE-L and CIDEr (tokenizer/ptbtokenizer.py): Stanford
+/// PTBTokenizer (CoreNLP 3.4.1, <c>-preserveLines -lowerCase</c>), then tokens in its PUNCTUATIONS list are dropped.
+/// The Java lexer itself cannot run here, so this is a re-implementation of the PTB rules that matter for English
+/// sentences: punctuation split off words, clitics ('s, n't, 're, 've, 'll, 'd, 'm) and "cannot" split, brackets escaped
+/// as -LRB-/-RRB- (lower-cased, so they survive the filter as pycocoevalcap's case-sensitive list lets them), quotes as
+/// `` and '', currency symbols split from amounts, hyphenated words, numbers and decimals kept whole.
+/// </summary>
+public static partial class PtbTokenizer
+{
+    // ptbtokenizer.py: PUNCTUATIONS (compared after lower-casing, so "-LRB-" and friends never match).
+    static readonly HashSet<string> Punctuations = new(StringComparer.Ordinal)
+        { "''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";" };
+
+    /// <summary>The caption as pycocoevalcap hands it to the scorers: lower-cased PTB tokens without punctuation, joined by single spaces.</summary>
+    public static string Tokenize(string caption)
+    {
+        // ptbtokenizer.py replaces newlines inside a caption by spaces; -preserveLines keeps one caption per line.
+        var tokens = PtbTokens(caption.Replace('\n', ' ')).Select(t => t.ToLowerInvariant()).Where(t => !Punctuations.Contains(t));
+        return string.Join(' ', tokens);
+    }
+
+    /// <summary>PTB tokens of one line, before lower-casing and filtering.</summary>
+    public static List<string> PtbTokens(string line)
+    {
+        var result = new List<string>();
+        foreach (var chunk in line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)) SplitChunk(chunk, result);
+        return result;
+    }
+
+    static void SplitChunk(string chunk, List<string> output)
+    {
+        var trailing = new Stack<string>();
+        var s = chunk;
+        // Leading punctuation and symbols.
+        while (s.Length > 0)
+        {
+            var lead = LeadingToken(s);
+            if (lead is null) break;
+            output.Add(Escape(lead));
+            s = s[lead.Length..];
+        }
+        // Trailing punctuation, clitics.
+        while (s.Length > 0)
+        {
+            var trail = TrailingToken(s);
+            if (trail is null) break;
+            trailing.Push(Escape(trail));
+            s = s[..^trail.Length];
+        }
+        if (s.Length > 0)
+        {
+            // Inner splits a PTB lexer makes inside a whitespace chunk: brackets, quotes, ?, !, ;, and commas between words.
+            var parts = InnerSplit().Split(s).Where(p => p.Length > 0).ToList();
+            if (parts.Count > 1) foreach (var p in parts) SplitChunk(p, output);
+            else output.Add(Escape(s));
+        }
+        while (trailing.Count > 0) output.Add(trailing.Pop());
+    }
+
+    static string? LeadingToken(string s)
+    {
+        if (s.StartsWith("``", StringComparison.Ordinal)) return "``";
+        if (s.StartsWith("...", StringComparison.Ordinal)) return "...";
+        if (s.StartsWith("--", StringComparison.Ordinal)) return "--";
+        char c = s[0];
+        if ("\"([{<'`".Contains(c)) return s.Length > 1 || c != '\'' ? c.ToString() : c.ToString();
+        if (IsCurrency(c) && s.Length > 1) return c.ToString();
+        if (c == '#' && s.Length > 1 && char.IsDigit(s[1])) return "#";
+        return null;
+    }
+
+    static string? TrailingToken(string s)
+    {
+        if (s.Length <= 1) return null;
+        foreach (var clitic in Clitics)
+            if (s.Length > clitic.Length && s.EndsWith(clitic, StringComparison.OrdinalIgnoreCase)) return s[^clitic.Length..];
+        if (s.Equals("cannot", StringComparison.OrdinalIgnoreCase)) return s[3..];
+        if (s.EndsWith("...", StringComparison.Ordinal)) return "...";
+        if (s.EndsWith("--", StringComparison.Ordinal)) return "--";
+        char c = s[^1];
+        if ("\")]}>,;:?!%".Contains(c)) return c.ToString();
+        if (c == '\'') return "'";
+        if (c == '.')
+        {
+            var body = s[..^1];
+            // Numbers (3.5.) and dotted abbreviations (u.s.) keep inner periods; a final period is split off.
+            if (body.Length == 1 && char.IsLetter(body[0])) return null;   // an initial such as "J."
+            return ".";
+        }
+        return null;
+    }
+
+    static readonly string[] Clitics = ["n't", "'s", "'re", "'ve", "'ll", "'d", "'m"];
+
+    static bool IsCurrency(char c) => c is '$' or '£' or '€' or '¥' or '¢';
+
+    static string Escape(string token) => token switch
+    {
+        "(" => "-LRB-", ")" => "-RRB-", "[" => "-LSB-", "]" => "-RSB-", "{" => "-LCB-", "}" => "-RCB-",
+        "\"" => "''", "`" => "`",
+        _ => token,
+    };
+
+    // Characters that always stand alone in PTB output, plus a comma or colon followed by a letter.
+    [GeneratedRegex(@"([()\[\]{}""?!;]|(?<=\D),(?=\D)|(?<=[A-Za-z]):(?=[A-Za-z]))")] private static partial Regex InnerSplit();
+}
