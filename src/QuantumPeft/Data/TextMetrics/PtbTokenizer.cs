@@ -69,7 +69,8 @@ public static partial class PtbTokenizer
         if (s.StartsWith("...", StringComparison.Ordinal)) return "...";
         if (s.StartsWith("--", StringComparison.Ordinal)) return "--";
         char c = s[0];
-        if ("\"([{<'`".Contains(c)) return s.Length > 1 || c != '\'' ? c.ToString() : c.ToString();
+        if (c == '\'' && Clitics.Contains(s.ToLowerInvariant())) return null;   // a clitic token such as 's stays whole
+        if ("\"([{<'`".Contains(c)) return c.ToString();
         if (IsCurrency(c) && s.Length > 1) return c.ToString();
         if (c == '#' && s.Length > 1 && char.IsDigit(s[1])) return "#";
         return null;
