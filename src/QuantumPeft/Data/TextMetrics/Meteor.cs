@@ -139,9 +139,8 @@ public sealed class Meteor
         return best ?? throw new ArgumentException("METEOR needs at least one reference.", nameof(references));
     }
 
-    // -norm: METEOR's Normalizer (the mteval-v13a punctuation rules) then lower-casing; words split on whitespace.
-    static string[] Words(string line) =>
-        MtevalTokenizer.Normalize(line, lowerAscii: false).ToLowerInvariant().Split(' ', StringSplitOptions.RemoveEmptyEntries);
+    // -norm: METEOR's Normalizer then lower-casing; words split on whitespace.
+    static string[] Words(string line) => MeteorNormalizer.Normalize(line).Split(' ', StringSplitOptions.RemoveEmptyEntries);
 
     sealed record Match(int Module, int Start, int MatchStart);   // Start: reference index, MatchStart: test index (one word each)
 

@@ -13,16 +13,13 @@ public static partial class MtevalTokenizer
         Normalize(text).Split(' ', StringSplitOptions.RemoveEmptyEntries);
 
     /// <summary>mteval-v13a's normalised, single-space-separated segment.</summary>
-    public static string Normalize(string text) => Normalize(text, lowerAscii: true);
-
-    /// <summary>The same rules, optionally without the ASCII lower-casing (METEOR's normaliser lower-cases on its own).</summary>
-    internal static string Normalize(string text, bool lowerAscii)
+    public static string Normalize(string text)
     {
         var t = text.Replace("<skipped>", "");                  // v13a: strip "skipped" tags
         t = t.Replace("-\n", "").Replace("\n", " ");             // v13a: end-of-line hyphenation, join lines
         t = t.Replace("&quot;", "\"").Replace("&amp;", "&").Replace("&lt;", "<").Replace("&gt;", ">"); // v13a: SGML entities
         t = " " + t + " ";
-        if (lowerAscii) t = LowerAscii(t);                        // v13a: tr/[A-Z]/[a-z]/ unless -c
+        t = LowerAscii(t);                                        // v13a: tr/[A-Z]/[a-z]/ unless -c
         t = Punctuation().Replace(t, " $1 ");                     // v13a: s/([\{-\~\[-\` -\&\(-\+\:-\@\/])/ $1 /g
         t = PeriodCommaAfterNonDigit().Replace(t, "$1 $2 ");      // v13a: s/([^0-9])([\.,])/$1 $2 /g
         t = PeriodCommaBeforeNonDigit().Replace(t, " $1 $2");     // v13a: s/([\.,])([^0-9])/ $1 $2/g

@@ -112,3 +112,18 @@ public sealed class MeteorTests
         Assert.Contains("not found", e.Message);
     }
 }
+
+/// <summary>METEOR's -norm normaliser (Normalizer.java) on PTB-tokenised, lower-cased captions.</summary>
+public sealed class MeteorNormalizerTests
+{
+    [Theory]
+    [InlineData("a family-friendly pub", "a family friendly pub")]        // dashes between words removed
+    [InlineData("prices £ 20-25", "prices £ 20 25")]
+    [InlineData("zizzi 's prices", "zizzi ' s prices")]                   // a lone clitic: space ' letter splits
+    [InlineData("it is n't near", "it is n 't near")]                    // letter ' letter keeps the quote on the right
+    [InlineData("the u.s. based st. john", "the us based st. john")]     // dotted abbreviation undotted; st. before lower case kept
+    [InlineData("costs 3.50 , 1,000 and the end.", "costs 3.50 , 1,000 and the end .")]
+    [InlineData("Fish & Chips", "fish & chips")]
+    [InlineData("wait... what", "wait ... what")]
+    public void NormalizesAsMeteor(string line, string expected) => Assert.Equal(expected, MeteorNormalizer.Normalize(line));
+}
