@@ -90,8 +90,10 @@ public static partial class PtbTokenizer
         if (c == '.')
         {
             var body = s[..^1];
-            // Numbers (3.5.) and dotted abbreviations (u.s.) keep inner periods; a final period is split off.
-            if (body.Length == 1 && char.IsLetter(body[0])) return null;   // an initial such as "J."
+            // PTBLexer keeps the period of initials (J.), dotted forms (u.s., a.m.) and common abbreviations (St., Mr.).
+            if (body.Length == 1 && char.IsLetter(body[0])) return null;
+            if (body.Contains('.') && body.Any(char.IsLetter)) return null;
+            if (Abbreviations.Contains(body.ToLowerInvariant())) return null;
             return ".";
         }
         return null;
@@ -99,12 +101,17 @@ public static partial class PtbTokenizer
 
     static readonly string[] Clitics = ["n't", "'s", "'re", "'ve", "'ll", "'d", "'m"];
 
+    // Abbreviations PTBLexer's ABBREV rules keep whole (titles, street and company words, etc., vs.).
+    static readonly HashSet<string> Abbreviations = new(StringComparer.Ordinal)
+        { "mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "mt", "ave", "rd", "inc", "ltd", "co", "corp", "bros", "etc", "vs" };
+
     static bool IsCurrency(char c) => c is '$' or '£' or '€' or '¥' or '¢';
 
     static string Escape(string token) => token switch
     {
         "(" => "-LRB-", ")" => "-RRB-", "[" => "-LSB-", "]" => "-RSB-", "{" => "-LCB-", "}" => "-RCB-",
         "\"" => "''", "`" => "`",
+        "\u2013" or "\u2014" or "\u2015" => "--",   // ptb3Dashes: dash characters become --
         _ => token,
     };
 
