@@ -101,4 +101,26 @@ public sealed class MtevalMetricsTests
         var info = Nist.InformationWeights([["0", "x"], ["0", "y"]]);
         Assert.Equal(Math.Log2(4.0 / 1), info["0 x"], 12);
     }
+    [Fact]
+    public void MatchesMtevalOnAPaddedMultiReferenceCorpus()
+    {
+        // 12 segments with 1-4 references (mteval sees 4 reference sets, shorter groups padded with ""), an empty hypothesis
+        // and the word "0" as an n-gram prefix. Expected values: mteval-v13a-sig.pl's own score_segment, bleu_score,
+        // nist_score and compute_ngram_info subs run by Perl 5.36 on these segments (NIST 3.831369915556, BLEU 0.362882574167).
+        string[] hyps = ["rating 0 of cheap near 0 5 and near an", "centre it out is centre family city 0", "the it an pub city an",
+            "out cheap rating 0 cheap pub it food an food it", "centre of riverside", "", "pub riverside city", "0",
+            "food centre it and 5 riverside", "0 of pub is friendly pub", "and", "and cheap 0"];
+        string[][] refs = [
+            ["rating 0 of cheap near 0 5 and near an", "riverside pub is out a and food rating and near", "0 is a", "cheap city and"],
+            ["family rating of cheap 0 city riverside 5 the is"],
+            ["is of an", "an riverside food is the the cheap cheap a", "food food it is of cheap centre family is riverside"],
+            ["rating 5 near"], ["centre of riverside", "cheap near food"], ["pub cheap rating"],
+            ["and family riverside", "is is is cheap of city the and friendly", "and rating pub of 5 of pub food"],
+            ["near out cheap food 5 and", "it a an an"], ["food centre it and 5 riverside", "is pub city 5 out", "centre cheap cheap the"],
+            ["it rating city a a near riverside"],
+            ["0 of pub of a the 5 friendly", "a the and is 5 is riverside", "pub is is rating out friendly a pub", "friendly is 5 is it the 5 of"],
+            ["of the and is is is an centre it", "food of rating rating rating out is 0", "riverside and is", "the city an 5 and 5 centre the friendly riverside"]];
+        Assert.Equal(0.362882574167, Bleu.Score(Hyps(hyps), Refs(refs)), 11);
+        Assert.Equal(3.831369915556, Nist.Score(Hyps(hyps), Refs(refs)), 11);
+    }
 }
