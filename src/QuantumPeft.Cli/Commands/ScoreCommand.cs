@@ -13,13 +13,15 @@ public sealed class ScoreCommand : ICliCommand
         var references = new Option<string>("--references") { Description = "References: one group per hypothesis, groups separated by blank lines (the E2E format).", Required = true };
         var hypotheses = new Option<string>("--hypotheses") { Description = "System outputs, one per line.", Required = true };
         var json = new Option<bool>("--json") { Description = "Print {\"bleu\", \"nist\", \"meteor\", \"rouge_l\", \"cider\"} as one JSON object." };
+        var wordnet = new Option<string?>("--wordnet") { Description = "Folder with WordNet 3.0's data.{noun,verb,adj,adv} and *.exc files for METEOR's synonyms (default: Debian's wordnet-base, fetched once into the cache with apt-get)." };
 
         var cmd = new Command("score", "Score generated text with the official E2E NLG challenge metrics (e2e-metrics' measure_scores.py).");
-        foreach (var o in new Option[] { references, hypotheses, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { references, hypotheses, json, wordnet }) cmd.Options.Add(o);
         cmd.SetAction(parse =>
         {
             var (refs, hyps) = E2eScorer.ReadPair(parse.GetValue(references)!, parse.GetValue(hypotheses)!);
-            var s = E2eScorer.Score(hyps, refs);
+            var synonyms = parse.GetValue(wordnet) is { } dir ? WordNetSynonyms.Load(Path.GetFullPath(dir)) : WordNetSynonyms.Default;
+            var s = E2eScorer.Score(hyps, refs, synonyms);
             // measure_scores.py prints every metric with four decimals (%.4f); BLEU comes from mteval already rounded so.
             double R(double v) => Math.Round(v, 4, MidpointRounding.ToEven);
             if (parse.GetValue(json))

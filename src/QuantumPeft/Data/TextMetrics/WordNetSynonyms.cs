@@ -32,6 +32,7 @@ public sealed class WordNetSynonyms
     /// <summary>Reads data.{noun,verb,adj,adv} and {noun,verb,adj,adv}.exc from a folder holding usr/share/wordnet/ (or those files directly).</summary>
     public static WordNetSynonyms Load(string folder)
     {
+        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"WordNet folder '{folder}' does not exist.");
         var dir = Directory.Exists(Path.Combine(folder, "usr", "share", "wordnet")) ? Path.Combine(folder, "usr", "share", "wordnet") : folder;
         var synsets = new Dictionary<string, HashSet<long>>(StringComparer.Ordinal);
         for (int p = 0; p < PartsOfSpeech.Length; p++)

@@ -113,6 +113,22 @@ public sealed class E2eScorerTests : IDisposable
     }
 
     [Fact]
+    public void ScoreCommandReadsAGivenWordNetFolder()
+    {
+        // A two-synset WordNet in the data-file format: "cheap" and "inexpensive" share one adjective synset.
+        var wn = Path.Combine(dir, "wordnet");
+        Directory.CreateDirectory(wn);
+        File.WriteAllText(Path.Combine(wn, "data.adj"), "  1 licence line\n00000001 00 a 02 cheap 0 inexpensive 0 000 | low in price\n");
+        foreach (var pos in new[] { "noun", "verb", "adv" }) File.WriteAllText(Path.Combine(wn, "data." + pos), "  1 licence line\n");
+        var refs = Write("refs.txt", "it is cheap\n");
+        var hyps = Write("hyps.txt", "it is inexpensive\n");
+        var (code, output) = CliCommandTests.Run(new ScoreCommand(), "score", "--references", refs, "--hypotheses", hyps, "--json", "--wordnet", wn);
+        Assert.Equal(0, code);
+        // exact, exact, synonym (0.8) in one chunk covering all: (1 + 1 + 0.8) / 3 = 0.9333
+        Assert.Equal(0.9333, JsonDocument.Parse(output.Trim()).RootElement.GetProperty("meteor").GetDouble());
+    }
+
+    [Fact]
     public void ScoreCommandMismatchIsAnError()
     {
         var refs = Write("refs.txt", "a\n\nb\n");
