@@ -21,9 +21,23 @@ public static partial class PtbTokenizer
     public static string Tokenize(string caption)
     {
         // ptbtokenizer.py replaces newlines inside a caption by spaces; -preserveLines keeps one caption per line.
-        var tokens = PtbTokens(caption.Replace('\n', ' ')).Select(t => t.ToLowerInvariant()).Where(t => !Punctuations.Contains(t));
+        // PTBTokenizer lower-cases (-lowerCase, Locale.ENGLISH) after its own token transforms, so Americanize sees the original case.
+        var tokens = PtbTokens(caption.Replace('\n', ' ')).Select(t => Transform(t).ToLowerInvariant()).Where(t => !Punctuations.Contains(t));
         return string.Join(' ', tokens);
     }
+
+    // ptb3Escaping's per-token transforms (all on by default in CoreNLP 3.4.1): americanize on words, normalizeCurrency,
+    // escapeForwardSlashAsterisk.
+    static string Transform(string token)
+    {
+        if (token.All(char.IsLetter)) return Americanize.Apply(token);
+        if (token.Length == 1 && CurrencyNames.TryGetValue(token[0], out var currency)) return currency;
+        if (token.Contains('/') || token.Contains('*')) return token.Replace("/", "\\/").Replace("*", "\\*");
+        return token;
+    }
+
+    // PTBLexer.normalizeCurrency: the lossy PTB3 mappings ("nothing else appears in the old PTB3 WSJ").
+    static readonly Dictionary<char, string> CurrencyNames = new() { ['\u00A2'] = "cents", ['\u00A3'] = "#", ['\u0080'] = "$", ['\u20AC'] = "$" };
 
     /// <summary>PTB tokens of one line, before lower-casing and filtering.</summary>
     public static List<string> PtbTokens(string line)

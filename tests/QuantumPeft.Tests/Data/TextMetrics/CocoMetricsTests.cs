@@ -7,9 +7,12 @@ public sealed class CocoMetricsTests
 {
     [Theory]
     [InlineData("The Eagle is a cheap, family-friendly pub.", "the eagle is a cheap family-friendly pub")]
-    [InlineData("Zizzi's prices are £20-25; it isn't near (the) river!", "zizzi 's prices are £ 20-25 it is n't near -lrb- the -rrb- river")]
+    [InlineData("Zizzi's prices are £20-25; it isn't near (the) river!", "zizzi 's prices are # 20-25 it is n't near -lrb- the -rrb- river")]   // normalizeCurrency: £ -> #
     [InlineData("\"Quoted\" -- text...", "quoted text")]
     [InlineData("It costs 3.50 and I cannot go.", "it costs 3.50 and i can not go")]
+    [InlineData("Near the city centre, flavours and colour.", "near the city center flavors and color")]   // americanize
+    [InlineData("Near the City Centre and a detour", "near the city centre and a detour")]            // case-sensitive list; exception
+    [InlineData("fish and/or chips", "fish and\\/or chips")]                                          // escapeForwardSlashAsterisk
     public void TokenizesAndDropsPunctuationAsPycocoevalcap(string text, string expected) =>
         Assert.Equal(expected, PtbTokenizer.Tokenize(text));
 
