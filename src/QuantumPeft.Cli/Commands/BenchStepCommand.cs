@@ -3,6 +3,8 @@ using System.Diagnostics;
 using System.Globalization;
 using QuantumPeft.Data;
 using QuantumPeft.Models;
+using QuantumPeft.Models.Decoder;
+using QuantumPeft.Tuners;
 using QuantumPeft.Stiefel;
 using QuantumPeft.Training;
 using QuantumPeft.Tuners.Quantum;
@@ -11,7 +13,8 @@ using static TorchSharp.torch;
 
 namespace QuantumPeft.Cli.Commands;
 
-/// <summary><c>qpeft bench step</c>: training-step time of Quantum-PEFT against LoRA of the same rank, on the same batches.</summary>
+/// <summary><c>qpeft bench step</c>: training-step time of Quantum-PEFT against LoRA of the same rank, on the same batches
+/// (a BERT classifier on sentiment, or, for a causal-LM folder, the gloss task on its query and value projections).</summary>
 public sealed class BenchStepCommand : ICliCommand
 {
     public string? Parent => "bench";
@@ -44,30 +47,54 @@ public sealed class BenchStepCommand : ICliCommand
             }
             var dev = EmbedCommand.ParseDevice(parse.GetValue(device)!);
             var folder = ModelResolver.Resolve(parse.GetValue(model)!);
-            var train = TextTasks.Load("sentiment").Train;
-            var batches = Enumerable.Range(0, nSteps).Select(i => train.Skip(i * bs).Take(bs).ToList()).ToList();
-
             // "quantum-unbatched" is the same adapter with every Pauli circuit evaluated on its own.
             var methods = parse.GetValue(unbatched) ? new[] { "quantum", "lora", "quantum-unbatched" } : new[] { "quantum", "lora" };
-            var runners = methods.ToDictionary(m => m, m => new BertTextClassifier(folder, 2,
-                new FineTuneSpec { Method = m.Split('-')[0], Rank = parse.GetValue(rank), Layers = parse.GetValue(layers) }, parse.GetValue(maxLength), dev));
-            var optimizers = runners.ToDictionary(kv => kv.Key, kv => optim.AdamW(kv.Value.AdapterParameters.Concat(kv.Value.HeadParameters), 1e-3));
+            FineTuneSpec Spec(string m, string targets) => new() { Method = m.Split('-')[0], Rank = parse.GetValue(rank), Layers = parse.GetValue(layers), Targets = targets };
+            // One runner per method over the same batches: a BERT classifier on sentiment, or a causal LM on the gloss task
+            // (its LoRA-paper targets: query and value), through the objectives the trainer uses.
+            Dictionary<string, Runner> runners;
+            int batchCount;
+            if (CausalLMs.IsCausalLM(folder))
+            {
+                var task = WordNetGloss.Load();
+                var batches = Enumerable.Range(0, nSteps).Select(i => task.Train.Skip(i * bs).Take(bs).ToList()).ToList();
+                batchCount = batches.Count;
+                var targets = CausalLMs.ReadModelType(folder) == "gpt2" ? "c_attn[q,v]" : "q_proj,v_proj";
+                runners = methods.ToDictionary(m => m, m =>
+                {
+                    var lm = new CausalLMFineTuner(folder, Spec(m, targets), parse.GetValue(maxLength), dev);
+                    var objective = new CausalLMObjective(lm, task);
+                    return new Runner(i => objective.Loss(batches[i]), lm.Parameters, lm.Peft, lm.Counts().Trainable, lm.SetTraining, lm);
+                });
+            }
+            else
+            {
+                var train = TextTasks.Load("sentiment").Train;
+                var batches = Enumerable.Range(0, nSteps).Select(i => train.Skip(i * bs).Take(bs).ToList()).ToList();
+                batchCount = batches.Count;
+                runners = methods.ToDictionary(m => m, m =>
+                {
+                    var classifier = new BertTextClassifier(folder, 2, Spec(m, "all-linear"), parse.GetValue(maxLength), dev);
+                    var objective = new ClassificationObjective(classifier, new TextTask("sentiment", train, train, train, 2, ["negative", "positive"], ["accuracy"], "accuracy"));
+                    return new Runner(i => objective.Loss(batches[i]), [.. classifier.AdapterParameters, .. classifier.HeadParameters], classifier.Peft,
+                        classifier.Counts().Adapter, classifier.SetTraining, classifier);
+                });
+            }
+            var optimizers = runners.ToDictionary(kv => kv.Key, kv => optim.AdamW(kv.Value.Parameters, 1e-3));
             var times = methods.ToDictionary(m => m, _ => new List<double>());
             // Where a step's time goes: forward (with the loss), backward, optimizer step.
             var phases = methods.ToDictionary(m => m, _ => new[] { new List<double>(), new List<double>(), new List<double>() });
 
             void Sync() { if (dev.type == DeviceType.CUDA) cuda.synchronize(); }
 
-            void Step(string m, IReadOnlyList<TextExample> b, bool timed)
+            void Step(string m, int b, bool timed)
             {
                 using var scope = NewDisposeScope();
                 PauliCircuitBatch.Enabled = m != "quantum-unbatched";
                 var runner = runners[m];
                 runner.SetTraining(true);
                 var sw = Stopwatch.StartNew();
-                var logits = runner.Forward(b);
-                var labels = tensor(b.Select(e => (long)e.Label).ToArray(), device: dev);
-                var loss = nn.functional.cross_entropy(logits, labels);
+                var loss = runner.Loss(b);
                 Sync();
                 var forward = sw.Elapsed.TotalMilliseconds;
                 optimizers[m].zero_grad();
@@ -83,14 +110,14 @@ public sealed class BenchStepCommand : ICliCommand
                 phases[m][2].Add(end - backward);
             }
 
-            foreach (var m in methods) Step(m, batches[0], timed: false);   // warm-up
+            foreach (var m in methods) Step(m, 0, timed: false);   // warm-up
             // Methods alternate step by step (in turn first and last), so that the machine's drift hits them alike.
             for (int r = 0; r < nRounds; r++)
-                for (int i = 0; i < batches.Count; i++)
+                for (int i = 0; i < batchCount; i++)
                     foreach (var m in (r + i) % 2 == 0 ? methods : methods.Reverse().ToArray())
                     {
                         var sw = Stopwatch.StartNew();
-                        Step(m, batches[i], timed: true);
+                        Step(m, i, timed: true);
                         times[m].Add(sw.Elapsed.TotalMilliseconds);
                     }
 
@@ -99,11 +126,11 @@ public sealed class BenchStepCommand : ICliCommand
             Directory.CreateDirectory(output);
             string Phase(string m, int i) => StiefelBenchmark.Median(phases[m][i]).ToString("F1", inv);
             var csv = "method,rank,adapter_params,steps,median_step_ms,median_forward_ms,median_backward_ms,median_optimizer_ms\n" + string.Concat(methods.Select(m =>
-                string.Create(inv, $"{m},{parse.GetValue(rank)},{runners[m].Counts().Adapter},{times[m].Count},{StiefelBenchmark.Median(times[m]):F1},{Phase(m, 0)},{Phase(m, 1)},{Phase(m, 2)}\n")));
+                string.Create(inv, $"{m},{parse.GetValue(rank)},{runners[m].AdapterParams},{times[m].Count},{StiefelBenchmark.Median(times[m]):F1},{Phase(m, 0)},{Phase(m, 1)},{Phase(m, 2)}\n")));
             double ratio = StiefelBenchmark.Median(times["quantum"]) / StiefelBenchmark.Median(times["lora"]);
             // The part of a quantum step that LoRA does not have: U and V of every adapted layer, forward + backward.
             PauliCircuitBatch.Enabled = true;
-            var branches = runners["quantum"].Peft!.AdaptedLayers.Select(l => (QuantumBranch)l.Layer["default"]).ToList();
+            var branches = runners["quantum"].Peft!.AdaptedLayers.SelectMany(l => FusedPartsBranch.Leaves(l.Layer["default"])).Cast<QuantumBranch>().ToList();
             var factorTimes = new List<double>();
             for (int i = 0; i < 2 + nSteps * nRounds; i++)
             {
@@ -115,16 +142,20 @@ public sealed class BenchStepCommand : ICliCommand
                 if (i >= 2) factorTimes.Add(sw.Elapsed.TotalMilliseconds);
             }
             var md = "| method | rank | adapter params | timed steps | median step (ms) | forward | backward | optimizer |\n|---|---:|---:|---:|---:|---:|---:|---:|\n" + string.Concat(methods.Select(m =>
-                string.Create(inv, $"| {m} | {parse.GetValue(rank)} | {runners[m].Counts().Adapter:N0} | {times[m].Count} | {StiefelBenchmark.Median(times[m]):F1} | {Phase(m, 0)} | {Phase(m, 1)} | {Phase(m, 2)} |\n")))
+                string.Create(inv, $"| {m} | {parse.GetValue(rank)} | {runners[m].AdapterParams:N0} | {times[m].Count} | {StiefelBenchmark.Median(times[m]):F1} | {Phase(m, 0)} | {Phase(m, 1)} | {Phase(m, 2)} |\n")))
                 + string.Create(inv, $"\nquantum / lora step-time ratio (same run, same batches, alternating steps): **{ratio:F3}**\n")
                 + string.Create(inv, $"U and V of all {branches.Count} adapted layers (forward + backward, Pauli group dimension {PauliCircuitMap.BatchedGroupDimension}): {StiefelBenchmark.Median(factorTimes):F1} ms per step\n")
                 + (times.ContainsKey("quantum-unbatched") ? string.Create(inv, $"quantum-unbatched / quantum (what batching the circuits saves): {StiefelBenchmark.Median(times["quantum-unbatched"]) / StiefelBenchmark.Median(times["quantum"]):F3}\n") : "");
             Formats.AtomicFile.WriteAllText(Path.Combine(output, "step.csv"), csv);
             Formats.AtomicFile.WriteAllText(Path.Combine(output, "step.md"), md);
             Console.Write(md);
-            foreach (var r in runners.Values) r.Dispose();
+            foreach (var r in runners.Values) r.Owner.Dispose();
             return 0;
         });
         return cmd;
     }
+
+    // One method's training step, whatever the model: its loss on batch i, what the optimizer steps, its adapter.
+    sealed record Runner(Func<int, Tensor> Loss, IReadOnlyList<TorchSharp.Modules.Parameter> Parameters, PeftModel? Peft, long AdapterParams,
+        Action<bool> SetTraining, IDisposable Owner);
 }

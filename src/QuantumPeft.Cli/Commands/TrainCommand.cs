@@ -183,6 +183,13 @@ public sealed class TrainCommand : ICliCommand
     /// <summary>The LoRA paper's targets: query and value (GPT-2: the q and v thirds of c_attn).</summary>
     static string DefaultDecoderTargets(string folder) => CausalLMs.ReadModelType(folder) == "gpt2" ? "c_attn[q,v]" : "q_proj,v_proj";
 
-    /// <summary>The task's generation metrics on (hypotheses, reference groups); null until a scorer exists for them.</summary>
-    static Func<IReadOnlyList<string>, IReadOnlyList<IReadOnlyList<string>>, IReadOnlyDictionary<string, double>>? GenerationScorer(GenerationTask task) => null;
+    /// <summary>The E2E challenge's five metrics (the e2e-metrics scorer's rules) on (hypotheses, reference groups).</summary>
+    static Func<IReadOnlyList<string>, IReadOnlyList<IReadOnlyList<string>>, IReadOnlyDictionary<string, double>>? GenerationScorer(GenerationTask task) =>
+        task.MetricNames.SequenceEqual(E2eNlg.MetricNames)
+            ? (hyps, refs) =>
+            {
+                var s = Data.TextMetrics.E2eScorer.Score(hyps, refs);
+                return new Dictionary<string, double> { ["bleu"] = s.Bleu, ["nist"] = s.Nist, ["meteor"] = s.Meteor, ["rouge_l"] = s.RougeL, ["cider"] = s.Cider };
+            }
+            : null;
 }

@@ -132,7 +132,11 @@ public sealed class CausalLMFineTuner : IDisposable
     {
         var ids = Tokenizer.Encode(prompt, addSpecialTokens: true).Select(i => (long)i).ToArray();
         if (Model.Info.MaxPositions is { } max && ids.Length + options.MaxNewTokens > max)
+        {
+            // Learned positions end at n_positions: keep the prompt's end, and at least half the room for the prompt.
+            options = options with { MaxNewTokens = Math.Min(options.MaxNewTokens, Math.Max(1, max / 2)), MinNewTokens = Math.Min(options.MinNewTokens, Math.Max(1, max / 2)) };
             ids = ids[Math.Max(0, ids.Length - (max - options.MaxNewTokens))..];
+        }
         using var input = tensor(ids, [1, ids.Length], device: Device);
         using var result = TextGenerator.Generate(Model, input, null, options.WithSpecialTokensOf(Model.Info) with { EosTokenIds = [EosTokenId] });
         return Tokenizer.Decode(result.NewTokens[0].Select(i => (int)i)).Trim();
@@ -245,7 +249,9 @@ public sealed class CausalLMObjective : ITrainingObjective<PromptCompletion>
             }
         var loss = nll / Math.Max(1, tokens);
         var metrics = new Dictionary<string, double> { ["loss"] = loss, ["perplexity"] = Math.Exp(loss) };
-        if (_scorer is not null && _decode is not null)
+        // Validation is decoded only when a generation metric picks the best epoch; the test split always is (when scored).
+        bool decodeThis = !ReferenceEquals(examples, _task.Validation) || !LowerIsBetter;
+        if (_scorer is not null && _decode is not null && decodeThis)
         {
             var groups = GenerationTask.Grouped(examples);
             var hypotheses = new List<string>(groups.Count);
