@@ -37,6 +37,10 @@ public abstract record PeftConfig
     /// <summary>Modules (e.g. a classifier head) that stay fully trainable and are saved with the adapter.</summary>
     public IReadOnlyList<string>? ModulesToSave { get; init; }
 
+    /// <summary>The peft version that wrote the file (peft 0.18 and later write it; absent means older); not written by this library.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? PeftVersion { get; init; }
+
     /// <summary>peft's auto_mapping (for custom model classes), kept as written.</summary>
     public System.Text.Json.JsonElement? AutoMapping { get; init; }
 
