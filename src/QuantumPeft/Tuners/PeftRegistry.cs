@@ -47,6 +47,7 @@ public static class PeftRegistry
         Register(new LoraMethod());
         Register(new QuantumPeftMethod());
         Register(new FourierFT.FourierFTMethod());
+        Register(new LoKr.LoKrMethod());
     }
 
     /// <summary>Adds (or replaces) a method.</summary>
