@@ -48,6 +48,7 @@ public static class PeftRegistry
         Register(new QuantumPeftMethod());
         Register(new FourierFT.FourierFTMethod());
         Register(new LoKr.LoKrMethod());
+        Register(new Vera.VeraMethod());
     }
 
     /// <summary>Adds (or replaces) a method.</summary>
