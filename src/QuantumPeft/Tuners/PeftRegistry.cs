@@ -49,6 +49,7 @@ public static class PeftRegistry
         Register(new FourierFT.FourierFTMethod());
         Register(new LoKr.LoKrMethod());
         Register(new Vera.VeraMethod());
+        Register(new IA3.IA3Method());
     }
 
     /// <summary>Adds (or replaces) a method.</summary>
