@@ -97,6 +97,8 @@ public abstract record PeftConfig
         PeftConfig config;
         try { config = (PeftConfig)obj.Deserialize(method.ConfigType, JsonOptions)!; }
         catch (JsonException e) { throw new InvalidDataException($"{source}: {e.Message}", e); }
+        // A file without peft_version was written before peft 0.18, whatever a new config of this type defaults to.
+        if (!obj.ContainsKey("peft_version")) config = config with { PeftVersion = null };
         return config;
     }
 

@@ -50,6 +50,7 @@ public static class PeftRegistry
         Register(new LoKr.LoKrMethod());
         Register(new Vera.VeraMethod());
         Register(new IA3.IA3Method());
+        Register(new Oft.OftMethod());
     }
 
     /// <summary>Adds (or replaces) a method.</summary>
