@@ -51,6 +51,7 @@ public static class PeftRegistry
         Register(new Vera.VeraMethod());
         Register(new IA3.IA3Method());
         Register(new Oft.OftMethod());
+        Register(new AdaLora.AdaLoraMethod());
     }
 
     /// <summary>Adds (or replaces) a method.</summary>
