@@ -84,6 +84,14 @@ public sealed record AdaLoraConfig : PeftConfig, IFanInFanOutConfig
     public JsonElement? LayerReplication { get; init; }
     public bool LoraBias { get; init; }
 
+    // LoraConfig fields that peft 0.17 also writes into AdaLoRA files; only their "off" values are accepted.
+    public JsonElement? TrainableTokenIndices { get; init; }
+    public JsonElement? EvaConfig { get; init; }
+    public JsonElement? CordaConfig { get; init; }
+    public bool UseQalora { get; init; }
+    public int QaloraGroupSize { get; init; } = 16;
+    public JsonElement? TargetParameters { get; init; }
+
     /// <summary>peft's scaling: lora_alpha when positive, else init_r.</summary>
     [JsonIgnore]
     public double Scaling => LoraAlpha > 0 ? LoraAlpha : InitR;
@@ -115,6 +123,11 @@ public sealed record AdaLoraConfig : PeftConfig, IFanInFanOutConfig
         if (LoraDropout is < 0 or >= 1) throw new ArgumentException($"lora_dropout must be in [0, 1), got {LoraDropout}.", nameof(LoraDropout));
         if (Bias != "none") throw new ArgumentException($"bias \"{Bias}\" is not supported; use \"none\".", nameof(Bias));
         if (UseDora) throw new ArgumentException("use_dora = true is not supported by AdaLoRA.", nameof(UseDora));
+        if (LoraBias) throw new ArgumentException("lora_bias = true is not supported by AdaLoRA.", nameof(LoraBias));
+        if (UseQalora) throw new ArgumentException("use_qalora = true is not supported.", nameof(UseQalora));
+        foreach (var (name, value) in new[] { ("trainable_token_indices", TrainableTokenIndices), ("eva_config", EvaConfig), ("corda_config", CordaConfig), ("target_parameters", TargetParameters) })
+            if (value is { ValueKind: not JsonValueKind.Null } v && !(v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 0))
+                throw new ArgumentException($"{name} is not supported by AdaLoRA here; leave it null.", name);
         if (LoftqConfig.Count > 0) throw new ArgumentException("loftq_config is not supported by AdaLoRA.", nameof(LoftqConfig));
         if (InitLoraWeights.ValueKind == JsonValueKind.String) throw new ArgumentException($"init_lora_weights must be true or false for AdaLoRA, got \"{InitLoraWeights.GetString()}\".", nameof(InitLoraWeights));
         foreach (var (k, v) in RankPattern ?? [])

@@ -48,7 +48,7 @@ public sealed class VeraMethod : PeftMethod
             warnings.Add(present
                 ? $"{source}: save_projection is false but the file holds {KeyA} / {KeyB}; they are ignored and the projections are regenerated from projection_prng_key (as peft does)."
                 : $"{source}: save_projection is false, so vera_A / vera_B are regenerated from projection_prng_key = {c.ProjectionPrngKey} with LibTorch's CPU generator " +
-                  "(the same kernel PyTorch uses, not verified bit for bit against a Python run); save with save_projection = true for exact portability.");
+                  "(its seeded stream is PyTorch's, but a PyTorch version with another uniform_ kernel would differ); save with save_projection = true for exact portability.");
             return present ? tensors.Keys.Where(k => k is KeyA or KeyB).ToList() : [];
         }
         if (!tensors.TryGetValue(KeyA, out var a) || !tensors.TryGetValue(KeyB, out var b))

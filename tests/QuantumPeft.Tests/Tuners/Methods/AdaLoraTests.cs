@@ -57,7 +57,8 @@ public sealed class AdaLoraTests : IDisposable
          "orth_reg_weight": 0.5, "peft_type": "ADALORA", "r": 8,
          "rank_pattern": {"layers.0.query.lora_E": [true, false, true], "layers.1.query.lora_E": [false, false, false], "layers.0.mlp.fc1.lora_E": [true, true, true], "layers.1.mlp.fc1.lora_E": [false, true, false]},
          "revision": null, "target_modules": ["query", "fc1"], "target_r": 1, "task_type": null, "tfinal": 100, "tinit": 200,
-         "total_step": 1000, "use_dora": false, "use_rslora": false}
+         "total_step": 1000, "use_dora": false, "use_rslora": false, "corda_config": null, "eva_config": null,
+         "trainable_token_indices": null, "use_qalora": false, "qalora_group_size": 16, "target_parameters": null}
         """);
         var g = new Generator(9);
         var tensors = new Dictionary<string, Tensor>();
