@@ -10,8 +10,8 @@ public sealed class AdaLoraMethod : PeftMethod
     public override AdapterBranch CreateBranch(PeftConfig config, string modulePath, int inFeatures, int outFeatures, ICollection<string>? warnings)
     {
         var c = (AdaLoraConfig)config;
-        if (c.R != 8)
-            PeftWarnings.Report(warnings, $"r ({c.R}) is not used by AdaLoRA and is ignored; the initial rank is init_r ({c.InitR}).");
+        var unusedR = $"r ({c.R}) is not used by AdaLoRA and is ignored; the initial rank is init_r ({c.InitR}).";
+        if (c.R != 8 && !(warnings?.Contains(unusedR) ?? false)) PeftWarnings.Report(warnings, unusedR); // peft warns once, in __post_init__
         // peft's resize_modules_by_rank_pattern: a module with a rank_pattern entry holds only its kept triplets; ranknum stays init_r.
         var mask = c.MaskFor(modulePath);
         var rank = mask is null ? c.InitR : mask.Count(k => k);
