@@ -99,8 +99,12 @@ public abstract record PeftConfig
         catch (JsonException e) { throw new InvalidDataException($"{source}: {e.Message}", e); }
         // A file without peft_version was written before peft 0.18, whatever a new config of this type defaults to.
         if (!obj.ContainsKey("peft_version")) config = config with { PeftVersion = null };
-        return config;
+        return config.AfterRead(obj);
     }
+
+    /// <summary>Adjusts a config read from a file for keys the writing version did not have yet (their defaults have changed since).</summary>
+    /// <param name="file">The file's JSON object (keys this type does not know already removed).</param>
+    protected virtual PeftConfig AfterRead(JsonObject file) => this;
 
     /// <summary>Reads adapter_config.json from a file.</summary>
     public static PeftConfig Load(string path, ICollection<string>? warnings = null)

@@ -61,6 +61,14 @@ public sealed record OftConfig : PeftConfig, IFanInFanOutConfig
     public JsonElement? LayersToTransform { get; init; }
     public JsonElement? LayersPattern { get; init; }
 
+    /// <summary>True when the config came from a file without "use_cayley_neumann" (a peft that only had the exact Cayley transform).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool CayleyNeumannKeyMissing { get; init; }
+
+    // A file written before use_cayley_neumann existed used the exact Cayley transform, whatever today's default is.
+    protected override PeftConfig AfterRead(System.Text.Json.Nodes.JsonObject file) =>
+        file.ContainsKey("use_cayley_neumann") ? this : this with { UseCayleyNeumann = false, CayleyNeumannKeyMissing = true };
+
     /// <summary>True when the file was written by peft 0.18 or later (the newer Cayley-Neumann series).</summary>
     public bool UsesPeft018Series => ParseVersion(PeftVersion) is { } v && (v.Item1 > 0 || v.Item2 >= 18);
 

@@ -48,6 +48,8 @@ public sealed class OftMethod : PeftMethod
         IReadOnlyDictionary<string, Tensor> tensors, string source, ICollection<string> warnings)
     {
         var c = (OftConfig)config;
+        if (c.CayleyNeumannKeyMissing)
+            warnings.Add($"{source}: adapter_config.json has no \"use_cayley_neumann\" (written by a peft before the Cayley-Neumann option): R is computed with the exact Cayley transform (I - Q)(I + Q)^-1.");
         if (FormulaOf(c) == OftRotationFormula.NeumannBefore018)
             warnings.Add($"{source}: OFT adapter written by peft {(c.PeftVersion is null ? "older than 0.18 (no peft_version)" : c.PeftVersion)}: " +
                 $"R is computed with that version's Cayley-Neumann series I + 2(Q + ... + Q^{c.NumCayleyNeumannTerms - 1}), not 0.18's (last term Q^{c.NumCayleyNeumannTerms - 1} once).");

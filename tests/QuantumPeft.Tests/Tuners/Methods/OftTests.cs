@@ -140,6 +140,31 @@ public sealed class OftTests : IDisposable
     }
 
     [Fact]
+    public void A_file_without_use_cayley_neumann_uses_the_exact_transform()
+    {
+        var model = TinyModel.Create();
+        model.eval();
+        var peft = PeftModel.Inject(model, Config() with { UseCayleyNeumann = false });
+        MethodKit.Perturb(peft, 0.3);
+        var x = TinyModel.Input();
+        var expected = model.forward(x).detach().clone();
+        peft.Save(dir);
+        var path = Path.Combine(dir, "adapter_config.json");
+        var json = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        json.Remove("use_cayley_neumann");
+        json.Remove("num_cayley_neumann_terms");
+        json.Remove("peft_version");
+        File.WriteAllText(path, json.ToJsonString());
+        var fresh = TinyModel.Create();
+        fresh.eval();
+        var warnings = new List<string>();
+        var loaded = PeftModel.Load(fresh, dir, warnings: warnings);
+        Assert.False(((OftConfig)loaded.ActiveConfig).UseCayleyNeumann);
+        Assert.Contains(warnings, w => w.Contains("exact Cayley"));
+        Assert.True(MethodKit.MaxDiff(expected, fresh.forward(x)) < 1e-6);
+    }
+
+    [Fact]
     public void Wrong_options_are_named()
     {
         var e = Assert.Throws<ArgumentException>(() => PeftModel.Inject(TinyModel.Create(), Config() with { R = 2 }));
