@@ -70,6 +70,7 @@ public sealed class AdaptedLinear : nn.Module<Tensor, Tensor>
         if (branch.InFeatures != InFeatures || branch.OutFeatures != OutFeatures)
             throw new ArgumentException($"Branch shape {branch.OutFeatures}x{branch.InFeatures} does not match the layer {OutFeatures}x{InFeatures}.", nameof(branch));
         branch.to(LinearLayers.WeightOutIn(base_layer).device);
+        branch.Attach(base_layer);
         if (!training) branch.eval();
         adapters.Add(name, branch);
         if (active.Count == 0) active.Add(name);
@@ -96,9 +97,17 @@ public sealed class AdaptedLinear : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        var y = base_layer.forward(x);
-        if (AdaptersDisabled || IsMerged || active.Count == 0) return y;
-        foreach (var name in active)
+        if (AdaptersDisabled || IsMerged || active.Count == 0) return base_layer.forward(x);
+        // Branches that change how the base layer is applied (IA3, OFT) wrap it in turn; additive ones then add their outputs.
+        Func<Tensor, Tensor> layer = base_layer.forward;
+        foreach (var name in active.Where(n => !adapters[n].IsAdditive))
+        {
+            var inner = layer;
+            var branch = adapters[name];
+            layer = h => branch.Compose(h, inner);
+        }
+        var y = layer(x);
+        foreach (var name in active.Where(n => adapters[n].IsAdditive))
         {
             var delta = adapters[name].Forward(x);
             y = y + delta.to(y.dtype);
@@ -113,8 +122,7 @@ public sealed class AdaptedLinear : nn.Module<Tensor, Tensor>
         foreach (var name in active.Where(n => !merged.Contains(n)).ToList())
         {
             using var scope = NewDisposeScope();
-            var w = LinearLayers.WeightOutIn(base_layer);
-            w.add_(adapters[name].DeltaWeight().to(w.dtype).to(w.device));
+            adapters[name].MergeInto(LinearLayers.WeightOutIn(base_layer), LinearLayers.Bias(base_layer));
             merged.Add(name);
         }
     }
@@ -129,8 +137,7 @@ public sealed class AdaptedLinear : nn.Module<Tensor, Tensor>
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var w = LinearLayers.WeightOutIn(base_layer);
-        w.sub_(adapters[name].DeltaWeight().to(w.dtype).to(w.device));
+        adapters[name].UnmergeFrom(LinearLayers.WeightOutIn(base_layer), LinearLayers.Bias(base_layer));
         merged.Remove(name);
     }
 

@@ -41,6 +41,34 @@ public abstract class AdapterBranch : nn.Module
     /// <exception cref="InvalidDataException">A key is missing or a tensor has the wrong shape.</exception>
     public abstract void ImportState(IReadOnlyDictionary<string, Tensor> state, string keyPrefix);
 
+    /// <summary>True when the layer output is base(x) + <see cref="Forward"/>(x) (LoRA and most methods); false when the branch
+    /// changes how the base layer itself is applied (IA3 scales its input or output, OFT rotates its input) and overrides <see cref="Compose"/>.</summary>
+    public virtual bool IsAdditive => true;
+
+    /// <summary>The adapted layer's output: <paramref name="baseForward"/>(x) + <see cref="Forward"/>(x) unless overridden.</summary>
+    /// <param name="x">The layer input.</param>
+    /// <param name="baseForward">The base layer's forward (or, with several active branches, the layer as the others left it).</param>
+    public virtual Tensor Compose(Tensor x, Func<Tensor, Tensor> baseForward)
+    {
+        var y = baseForward(x);
+        return y + Forward(x).to(y.dtype);
+    }
+
+    /// <summary>Adds this branch's update into the base layer's weight (seen [out, in]) and bias; the default adds <see cref="DeltaWeight"/>.</summary>
+    public virtual void MergeInto(Tensor weightOutIn, Tensor? bias) => weightOutIn.add_(DeltaWeight().to(weightOutIn.dtype).to(weightOutIn.device));
+
+    /// <summary>Undoes <see cref="MergeInto"/>; the default subtracts <see cref="DeltaWeight"/>.</summary>
+    public virtual void UnmergeFrom(Tensor weightOutIn, Tensor? bias) => weightOutIn.sub_(DeltaWeight().to(weightOutIn.dtype).to(weightOutIn.device));
+
+    // Held outside TorchSharp's module registry so that the base weights never enter this branch's state dict.
+    private readonly System.Runtime.CompilerServices.StrongBox<nn.Module<Tensor, Tensor>?> baseLayer = new(null);
+
+    /// <summary>The frozen layer this branch is attached to (set by <see cref="AdaptedLinear.AddAdapter"/>), or null before that.</summary>
+    protected nn.Module<Tensor, Tensor>? AttachedLayer => baseLayer.Value;
+
+    /// <summary>Tells the branch which frozen layer it adapts (methods whose update depends on the base weight use it).</summary>
+    public void Attach(nn.Module<Tensor, Tensor> layer) => baseLayer.Value = layer ?? throw new ArgumentNullException(nameof(layer));
+
     /// <summary>Number of adapter parameters (trainable numbers) of this branch.</summary>
     public long ParameterCount => parameters().Sum(p => p.numel());
 

@@ -29,6 +29,8 @@ public sealed class FusedPartsBranch : AdapterBranch
         {
             if (branch.InFeatures != inFeatures || branch.OutFeatures != partSize)
                 throw new ArgumentException($"part '{part}' needs a {partSize}x{inFeatures} branch, got {branch.OutFeatures}x{branch.InFeatures}.", nameof(branches));
+            if (!branch.IsAdditive)
+                throw new ArgumentException($"{branch.PeftType} changes how the whole layer is applied, so it cannot adapt one part ('{part}') of a fused projection; target the whole layer.", nameof(branches));
             parts.Add(part, branch);
         }
         if (parts.Names.Count == 0) throw new ArgumentException("name at least one part (q, k or v).", nameof(branches));

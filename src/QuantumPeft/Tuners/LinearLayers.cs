@@ -31,4 +31,12 @@ public static class LinearLayers
         Conv1D c => c.Weight.t(),
         _ => throw new ArgumentException($"{module.GetType().Name} is not a Linear or Conv1D layer.", nameof(module)),
     };
+
+    /// <summary>The bias [out], or null when the layer has none.</summary>
+    public static Tensor? Bias(nn.Module module) => module switch
+    {
+        Linear l => l.bias,
+        Conv1D c => c.Bias,
+        _ => throw new ArgumentException($"{module.GetType().Name} is not a Linear or Conv1D layer.", nameof(module)),
+    };
 }

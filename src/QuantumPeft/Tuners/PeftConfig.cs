@@ -37,6 +37,10 @@ public abstract record PeftConfig
     /// <summary>Modules (e.g. a classifier head) that stay fully trainable and are saved with the adapter.</summary>
     public IReadOnlyList<string>? ModulesToSave { get; init; }
 
+    /// <summary>The peft version that wrote the file (peft 0.18 and later write it; absent means older); not written by this library.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? PeftVersion { get; init; }
+
     /// <summary>peft's auto_mapping (for custom model classes), kept as written.</summary>
     public System.Text.Json.JsonElement? AutoMapping { get; init; }
 
@@ -93,8 +97,14 @@ public abstract record PeftConfig
         PeftConfig config;
         try { config = (PeftConfig)obj.Deserialize(method.ConfigType, JsonOptions)!; }
         catch (JsonException e) { throw new InvalidDataException($"{source}: {e.Message}", e); }
-        return config;
+        // A file without peft_version was written before peft 0.18, whatever a new config of this type defaults to.
+        if (!obj.ContainsKey("peft_version")) config = config with { PeftVersion = null };
+        return config.AfterRead(obj);
     }
+
+    /// <summary>Adjusts a config read from a file for keys the writing version did not have yet (their defaults have changed since).</summary>
+    /// <param name="file">The file's JSON object (keys this type does not know already removed).</param>
+    protected virtual PeftConfig AfterRead(JsonObject file) => this;
 
     /// <summary>Reads adapter_config.json from a file.</summary>
     public static PeftConfig Load(string path, ICollection<string>? warnings = null)

@@ -105,6 +105,7 @@ public sealed class PeftModel
             wrapper.AddAdapter(adapterName, branch);
         }
         method.AdapterCreated(branches);
+        method.AdapterCreated(config, branches);
         configs[adapterName] = config;
         activeAdapter ??= adapterName;
         ApplyActiveAndGrad();
@@ -288,10 +289,28 @@ public sealed class PeftModel
         foreach (var (path, layer) in AdaptedLayers.Where(l => l.Layer.HasAdapter(name)))
             foreach (var (suffix, t) in layer[name].ExportState())
                 result[PeftAdapterFiles.Key(path, suffix)] = t;
+        foreach (var (k, t) in PeftRegistry.For(config).ExportShared(config, Leaves(name).Select(l => l.Branch).ToList()))
+            result[k] = t;
         foreach (var path in (config.ModulesToSave ?? []).SelectMany(e => MatchModules(e)).Distinct())
             foreach (var (k, t) in ModuleTree.Get(Model, path).state_dict())
                 result[PeftAdapterFiles.Key(path, k)] = t.detach().cpu().contiguous();
         return result;
+    }
+
+    // The method's own branches of adapter `name` (fused parts opened up), with their module paths.
+    private List<(string Path, AdapterBranch Branch)> Leaves(string name) =>
+        AdaptedLayers.Where(l => l.Layer.HasAdapter(name))
+            .SelectMany(l => l.Layer[name] is FusedPartsBranch f
+                ? f.Parts.Select(p => (l.Path + "." + p.Part, p.Branch))
+                : [(l.Path, l.Layer[name])]).ToList();
+
+    /// <summary>Replaces the stored config of adapter <paramref name="adapterName"/> (e.g. after AdaLoRA's allocator has fixed the ranks); the
+    /// new config must be of the same method.</summary>
+    public void UpdateConfig(string adapterName, PeftConfig config)
+    {
+        if (!configs.TryGetValue(adapterName, out var old)) throw new ArgumentException($"Unknown adapter '{adapterName}'.", nameof(adapterName));
+        if (old.PeftType != config.PeftType) throw new ArgumentException($"Adapter '{adapterName}' is {old.PeftType}, not {config.PeftType}.", nameof(config));
+        configs[adapterName] = config;
     }
 
     /// <summary>Writes adapter_config.json and adapter_model.safetensors for <paramref name="adapterName"/> (default: the active one).</summary>
@@ -305,7 +324,7 @@ public sealed class PeftModel
         var shapes = AdaptedLayers.Where(l => l.Layer.HasAdapter(name)).ToDictionary(l => l.Path, l => (l.Layer.OutFeatures, l.Layer.InFeatures));
         // peft writes inference_mode = true into saved configs. "all-linear" is written as the layers it resolved to,
         // because peft's own head rule (the output embedding only) could select different layers on load.
-        var config = configs[name] with { InferenceMode = true };
+        var config = PeftRegistry.For(configs[name]).ConfigForSave(configs[name], Leaves(name)) with { InferenceMode = true };
         if (config.TargetModules is { IsAllLinear: true })
             config = config with { TargetModules = ModuleSelector.Of(shapes.Keys.ToArray()) };
         PeftAdapterFiles.Write(directory, config.ToJson(), tensors, shapes, metadata);
@@ -337,6 +356,8 @@ public sealed class PeftModel
 
         AddAdapter(adapterName, config);
         var used = new HashSet<string>(StringComparer.Ordinal);
+        try { used.UnionWith(method.ImportShared(config, Leaves(adapterName).Select(l => l.Branch).ToList(), files.Tensors, Path.Combine(directory, PeftAdapterFiles.WeightsFileName), sink)); }
+        catch { DeleteAdapterQuietly(adapterName); throw; }
         var missing = new List<string>();
         foreach (var (path, layer) in AdaptedLayers.Where(l => l.Layer.HasAdapter(adapterName)))
         {
@@ -388,15 +409,15 @@ public sealed class PeftModel
     // peft's rule: the layer decides fan_in_fan_out (true for GPT-2's Conv1D, false for Linear), with a warning when the config disagrees.
     private PeftConfig MatchLayout(PeftConfig config, IReadOnlyList<string> targets)
     {
-        if (config is not LoraConfig lora || targets.Count == 0) return config;
+        if (config is not IFanInFanOutConfig layout || targets.Count == 0) return config;
         bool conv = targets.Any(p => ModuleTree.Get(Model, p) is var m && (m is AdaptedLinear a ? a.FanInFanOut : LinearLayers.IsFanInFanOut(m)));
-        if (conv == lora.FanInFanOut) return config;
+        if (conv == layout.FanInFanOut) return config;
         var message = conv
             ? "fan_in_fan_out is set to false but the target modules are Conv1D (GPT-2); setting fan_in_fan_out to true."
             : "fan_in_fan_out is set to true but the target modules are Linear; setting fan_in_fan_out to false.";
         Warnings.Add(message);
         PeftWarnings.Report(null, message);
-        return lora with { FanInFanOut = conv };
+        return layout.WithFanInFanOut(conv);
     }
 
     private void CheckShapes(PeftAdapterContents files, PeftConfig config)

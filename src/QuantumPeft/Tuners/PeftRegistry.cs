@@ -1,5 +1,6 @@
 using QuantumPeft.Tuners.Lora;
 using QuantumPeft.Tuners.Quantum;
+using static TorchSharp.torch;
 
 namespace QuantumPeft.Tuners;
 
@@ -20,6 +21,20 @@ public abstract class PeftMethod
 
     /// <summary>Called once with all branches of a newly added adapter, e.g. to share work between them.</summary>
     public virtual void AdapterCreated(IReadOnlyList<AdapterBranch> branches) { }
+
+    /// <summary>Called once with the config and all branches of a newly added adapter (after <see cref="AdapterCreated(IReadOnlyList{AdapterBranch})"/>),
+    /// for methods whose branches share state built from the config (VeRA's projections).</summary>
+    public virtual void AdapterCreated(PeftConfig config, IReadOnlyList<AdapterBranch> branches) { }
+
+    /// <summary>Tensors shared by all branches of an adapter, under their full file keys (e.g. VeRA's <c>base_model.vera_A</c>); empty for most methods.</summary>
+    public virtual Dictionary<string, Tensor> ExportShared(PeftConfig config, IReadOnlyList<AdapterBranch> branches) => [];
+
+    /// <summary>Restores the shared tensors from a file's tensors (before the branches' own); returns the file keys it used.</summary>
+    public virtual IReadOnlyCollection<string> ImportShared(PeftConfig config, IReadOnlyList<AdapterBranch> branches,
+        IReadOnlyDictionary<string, Tensor> tensors, string source, ICollection<string> warnings) => [];
+
+    /// <summary>The config as it is written next to the weights (AdaLoRA writes the final rank_pattern into it).</summary>
+    public virtual PeftConfig ConfigForSave(PeftConfig config, IReadOnlyList<(string Path, AdapterBranch Branch)> branches) => config;
 }
 
 /// <summary>Maps "peft_type" to its method, so a new adapter method is registered, not forked in.</summary>
@@ -31,6 +46,12 @@ public static class PeftRegistry
     {
         Register(new LoraMethod());
         Register(new QuantumPeftMethod());
+        Register(new FourierFT.FourierFTMethod());
+        Register(new LoKr.LoKrMethod());
+        Register(new Vera.VeraMethod());
+        Register(new IA3.IA3Method());
+        Register(new Oft.OftMethod());
+        Register(new AdaLora.AdaLoraMethod());
     }
 
     /// <summary>Adds (or replaces) a method.</summary>

@@ -11,7 +11,7 @@ namespace QuantumPeft.Tuners.Lora;
 /// (bias other than "none", DoRA, rank/alpha patterns, layer selection, replication) are rejected when
 /// the adapter is injected, with a message naming the field.
 /// </remarks>
-public sealed record LoraConfig : PeftConfig
+public sealed record LoraConfig : PeftConfig, IFanInFanOutConfig
 {
     /// <summary>"LORA".</summary>
     public const string TypeName = "LORA";
@@ -36,6 +36,9 @@ public sealed record LoraConfig : PeftConfig
     /// <summary>True when the adapted layers store their weight [in, out] (GPT-2's Conv1D). As in peft, the layer decides:
     /// injection sets it to match the targeted layers (with a warning when the file said otherwise).</summary>
     public bool FanInFanOut { get; init; }
+
+    /// <inheritdoc/>
+    public PeftConfig WithFanInFanOut(bool value) => this with { FanInFanOut = value };
 
     /// <summary>true: A kaiming-uniform and B = 0 (the adapted model equals the base model); false: B random too.
     /// peft also allows strings ("gaussian", "pissa", ...); those are read as true with a warning at injection.</summary>

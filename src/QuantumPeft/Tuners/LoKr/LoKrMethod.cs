@@ -1,0 +1,18 @@
+namespace QuantumPeft.Tuners.LoKr;
+
+/// <summary>Registers LoKr ("LOKR") with <see cref="PeftRegistry"/>.</summary>
+public sealed class LoKrMethod : PeftMethod
+{
+    public override string PeftType => LoKrConfig.TypeName;
+    public override Type ConfigType => typeof(LoKrConfig);
+    public override IReadOnlyList<string> KeyInfixes => ["lokr_w1", "lokr_w2"];
+
+    public override AdapterBranch CreateBranch(PeftConfig config, string modulePath, int inFeatures, int outFeatures, ICollection<string>? warnings)
+    {
+        var c = (LoKrConfig)config;
+        // peft's rank_pattern / alpha_pattern: per-module r and alpha, keys matched as get_pattern_key does.
+        var r = PatternKeys.Find(c.RankPattern, modulePath, c.R);
+        var alpha = PatternKeys.Find(c.AlphaPattern, modulePath, c.Alpha);
+        return new LoKrBranch(inFeatures, outFeatures, r, alpha, c.DecomposeBoth, c.DecomposeFactor, c.InitMode, c.RankDropout, c.ModuleDropout, c.RankDropoutScale);
+    }
+}
