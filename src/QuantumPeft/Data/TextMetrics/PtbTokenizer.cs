@@ -9,7 +9,9 @@ namespace QuantumPeft.Data.TextMetrics;
 /// The Java lexer itself cannot run here, so this is a re-implementation of the PTB rules that matter for English
 /// sentences: punctuation split off words, clitics ('s, n't, 're, 've, 'll, 'd, 'm) and "cannot" split, brackets escaped
 /// as -LRB-/-RRB- (lower-cased, so they survive the filter as pycocoevalcap's case-sensitive list lets them), quotes as
-/// `` and '', currency symbols split from amounts, hyphenated words, numbers and decimals kept whole.
+/// `` and '', currency symbols split from amounts, hyphenated words, numbers, decimals, initials and common abbreviations
+/// kept whole, and the per-token transforms of CoreNLP's default ptb3Escaping (Americanize, normalizeCurrency,
+/// escapeForwardSlashAsterisk, ptb3Dashes). Inputs outside these rules may tokenise differently from the Java lexer.
 /// </summary>
 public static partial class PtbTokenizer
 {
