@@ -22,7 +22,8 @@ public sealed class TrainCommand : ICliCommand
         var model = new Option<string>("--model") { Description = "minilm, a Hugging Face BERT folder, or (generation tasks) a causal-LM folder.", DefaultValueFactory = _ => "minilm" };
         var task = new Option<string>("--task") { Description = $"Task: {string.Join(", ", TextTasks.Names)}; generation: {string.Join(", ", GenerationTasks.Names)}.", DefaultValueFactory = _ => "sentiment" };
         var dataDir = new Option<string?>("--data-dir") { Description = "Folder holding the GLUE task folders, or the E2E CSV files." };
-        var method = new Option<string>("--method") { Description = "quantum | lora | head | full (head: classifiers only).", DefaultValueFactory = _ => "quantum" };
+        var method = new Option<string>("--method") { Description = $"{string.Join(" | ", FineTuneSpec.Methods)} (head: classifiers only).", DefaultValueFactory = _ => "quantum" };
+        var settings = new Option<string[]>("--set") { Description = "A config field of the method by peft's name, KEY=VALUE (repeatable): e.g. n_frequency=1000, target_r=4, d_initial=0.1.", AllowMultipleArgumentsPerToken = false };
         var rank = new Option<int?>("--rank") { Description = "Rank K (quantum) or r (lora). Default: 8; generation tasks 4 (the LoRA paper's E2E rank)." };
         var layers = new Option<int>("--layers") { Description = "Pauli entanglement layers L.", DefaultValueFactory = _ => 1 };
         var map = new Option<string>("--map") { Description = "Stiefel map for U and V: pauli, taylor, matrix_exp, cayley, householder, givens.", DefaultValueFactory = _ => "pauli" };
@@ -49,7 +50,7 @@ public sealed class TrainCommand : ICliCommand
         var resume = new Option<bool>("--resume") { Description = "Continue a stopped run from the checkpoint in --out." };
 
         var cmd = new Command("train", "Fine-tune a model on a text task (default: Quantum-PEFT on the bundled MiniLM, sentiment) or a causal LM on a generation task.");
-        foreach (var o in new Option[] { model, task, dataDir, method, rank, layers, map, initScale, alpha, targets, epochs, lr, headLr, batch, maxLength, maxSteps,
+        foreach (var o in new Option[] { model, task, dataDir, method, settings, rank, layers, map, initScale, alpha, targets, epochs, lr, headLr, batch, maxLength, maxSteps,
                      warmup, labelSmoothing, evalMetric, beams, lengthPenalty, noRepeat, maxNew, seed, device, threads, outDir, resume })
             cmd.Options.Add(o);
 
@@ -68,17 +69,19 @@ public sealed class TrainCommand : ICliCommand
                 throw new ArgumentException(generation
                     ? $"task '{taskName}' trains a causal LM (GPT-2, LLaMA, Mistral, Qwen2), but --model '{folder}' is model_type '{CausalLMs.ReadModelType(folder) ?? "(none)"}'."
                     : $"--model '{folder}' is a causal LM; it trains on a generation task ({string.Join(", ", GenerationTasks.Names)}), not on '{taskName}'.");
+            var epochCount = parse.GetValue(epochs) ?? (generation ? 5 : 3);
+            var batchSize = parse.GetValue(batch) ?? (generation ? 8 : 16);
             var spec = new FineTuneSpec
             {
                 Method = m, Rank = parse.GetValue(rank) ?? (generation ? 4 : 8), Layers = parse.GetValue(layers), Map = parse.GetValue(map)!,
+                Settings = ParseSettings(parse.GetValue(settings) ?? []),
                 Targets = parse.GetValue(targets) ?? (generation ? DefaultDecoderTargets(folder) : "all-linear"), Seed = seedValue,
                 InitScale = parse.GetValue(initScale), Alpha = parse.GetValue(alpha) ?? (generation && m == "lora" ? 32 : null),
             };
-            var defaultLr = m switch { "quantum" => 2e-2, "lora" => generation ? 2e-4 : 1e-3, "full" => 5e-5, _ => 0.0 };
             var options = new TrainerOptions
             {
-                Epochs = parse.GetValue(epochs) ?? (generation ? 5 : 3), BatchSize = parse.GetValue(batch) ?? (generation ? 8 : 16),
-                AdapterLearningRate = parse.GetValue(lr) ?? defaultLr, HeadLearningRate = parse.GetValue(headLr),
+                Epochs = epochCount, BatchSize = batchSize,
+                AdapterLearningRate = parse.GetValue(lr) ?? FineTuneSpec.DefaultLearningRate(m, generation), HeadLearningRate = parse.GetValue(headLr),
                 Seed = seedValue, OutputDir = output, Resume = parse.GetValue(resume), MaxSteps = parse.GetValue(maxSteps),
                 WarmupSteps = parse.GetValue(warmup) ?? (generation ? 500 : null), LabelSmoothing = parse.GetValue(labelSmoothing) ?? (generation ? 0.1 : 0),
             };
@@ -87,9 +90,12 @@ public sealed class TrainCommand : ICliCommand
             TrainingResult result;
             string saved;
             int maxLen;
+            // AdaLoRA's budget schedule runs over the run's steps (total_step).
+            int Steps(int trainCount) => Math.Min(epochCount * ((trainCount + batchSize - 1) / batchSize), parse.GetValue(maxSteps) ?? int.MaxValue);
             if (generation)
             {
                 var data = GenerationTasks.Load(taskName, parse.GetValue(dataDir));
+                spec = spec with { TotalSteps = Steps(data.Train.Count) };
                 maxLen = parse.GetValue(maxLength) ?? 256;
                 using var lm = new CausalLMFineTuner(folder, spec, maxLen, dev);
                 var (trainable, total) = lm.Counts();
@@ -116,6 +122,7 @@ public sealed class TrainCommand : ICliCommand
             else
             {
                 var data = TextTasks.Load(taskName, parse.GetValue(dataDir));
+                spec = spec with { TotalSteps = Steps(data.Train.Count) };
                 maxLen = parse.GetValue(maxLength) ?? 64;
                 using var classifier = new BertTextClassifier(folder, data.NumLabels, spec, maxLen, dev);
                 var (adapterParams, headParams, totalParams) = classifier.Counts();
@@ -178,6 +185,19 @@ public sealed class TrainCommand : ICliCommand
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>KEY=VALUE pairs of --set; a malformed one is an error naming it.</summary>
+    internal static Dictionary<string, string> ParseSettings(IEnumerable<string> values)
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var v in values)
+        {
+            var eq = v.IndexOf('=');
+            if (eq <= 0) throw new ArgumentException($"--set '{v}': expected KEY=VALUE with KEY a config field by peft's name (e.g. n_frequency=1000).");
+            result[v[..eq].Trim()] = v[(eq + 1)..].Trim();
+        }
+        return result;
     }
 
     /// <summary>The LoRA paper's targets: query and value (GPT-2: the q and v thirds of c_attn).</summary>

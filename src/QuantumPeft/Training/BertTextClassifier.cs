@@ -32,27 +32,121 @@ public sealed record FineTuneSpec
     /// <summary>Quantum: initial map parameters uniform in +-InitScale (angles, for Pauli).</summary>
     public double InitScale { get; init; } = 0.02;
 
-    public static readonly string[] Methods = ["quantum", "lora", "head", "full"];
-
-    /// <summary>The adapter config of the "quantum" or "lora" method (alpha 2 x rank unless given), for <paramref name="modelFolder"/> and peft's <paramref name="taskType"/>.</summary>
-    public PeftConfig AdapterConfig(string modelFolder, string taskType, IReadOnlyList<string>? modulesToSave) => Method switch
+    /// <summary>peft's baseline methods, each configured from its own defaults plus <see cref="Settings"/>: name to peft_type.</summary>
+    public static readonly IReadOnlyDictionary<string, string> BaselineMethods = new Dictionary<string, string>
     {
-        "quantum" => new QuantumPeftConfig
+        ["adalora"] = "ADALORA", ["vera"] = "VERA", ["fourierft"] = "FOURIERFT", ["ia3"] = "IA3", ["lokr"] = "LOKR", ["oft"] = "OFT",
+    };
+
+    /// <summary>Every method: quantum, lora, head, full and the baselines.</summary>
+    public static readonly string[] Methods = ["quantum", "lora", "head", "full", .. BaselineMethods.Keys];
+
+    /// <summary>The method name of a peft_type ("LORA" -> lora, "QUANTUM_PEFT" -> quantum, "VERA" -> vera, ...).</summary>
+    public static string MethodOf(string peftType) => peftType switch
+    {
+        "LORA" => "lora", "QUANTUM_PEFT" => "quantum",
+        _ => BaselineMethods.FirstOrDefault(p => p.Value == peftType).Key ?? peftType.ToLowerInvariant(),
+    };
+
+    /// <summary>Methods that put an adapter into the model (all but head and full).</summary>
+    public bool IsAdapter => Method is not ("head" or "full");
+
+    /// <summary>Config fields by peft's JSON names (e.g. n_frequency=1000, target_r=4), applied over a method's defaults; values are JSON or plain text.</summary>
+    public IReadOnlyDictionary<string, string> Settings { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>The run's optimizer steps, which AdaLoRA's budget schedule needs (total_step); null when unknown.</summary>
+    public int? TotalSteps { get; init; }
+
+    /// <summary>The learning rate a method is trained with unless one is given (quantum and lora: ours; the baselines: their papers' and peft examples' ranges).</summary>
+    public static double DefaultLearningRate(string method, bool generation = false) => method switch
+    {
+        "quantum" => 2e-2, "lora" => generation ? 2e-4 : 1e-3, "full" => 5e-5, "adalora" => 1e-3, "vera" => 1e-2,
+        "fourierft" => 5e-2, "ia3" => 3e-3, "lokr" => 1e-3, "oft" => 5e-4, _ => 0.0,
+    };
+
+    /// <summary>The adapter config of an adapter method (alpha 2 x rank unless given), for <paramref name="modelFolder"/> and peft's <paramref name="taskType"/>.</summary>
+    /// <param name="modelFolder">The base model (recorded as base_model_name_or_path).</param>
+    /// <param name="taskType">peft's task_type.</param>
+    /// <param name="modulesToSave">Heads trained and saved with the adapter.</param>
+    /// <param name="feedforward">IA3's feed-forward layers (input-scaled), when the targets are the model's defaults.</param>
+    public PeftConfig AdapterConfig(string modelFolder, string taskType, IReadOnlyList<string>? modulesToSave, IReadOnlyList<string>? feedforward = null) => Method switch
+    {
+        "quantum" => Apply(new QuantumPeftConfig
         {
             R = Rank, Alpha = Alpha ?? 2.0 * Rank, Seed = Seed,
             StiefelU = new StiefelMapOptions { Kind = StiefelMaps.Parse(Map), Layers = Layers, InitScale = InitScale },
             StiefelV = new StiefelMapOptions { Kind = StiefelMaps.Parse(Map), Layers = Layers, InitScale = InitScale },
             TargetModules = ModuleSelector.Parse(Targets), ModulesToSave = modulesToSave,
             BaseModelNameOrPath = modelFolder, TaskType = taskType,
-        },
-        "lora" => new LoraConfig
+        }),
+        "lora" => Apply(new LoraConfig
         {
             R = Rank, LoraAlpha = Alpha ?? 2.0 * Rank,
             TargetModules = ModuleSelector.Parse(Targets), ModulesToSave = modulesToSave,
             BaseModelNameOrPath = modelFolder, TaskType = taskType,
-        },
-        _ => throw new ArgumentException($"method '{Method}' has no adapter config (adapter methods: quantum, lora).", nameof(Method)),
+        }),
+        _ when BaselineMethods.TryGetValue(Method, out var type) => Baseline(type, modelFolder, taskType, modulesToSave, feedforward),
+        _ => throw new ArgumentException($"method '{Method}' has no adapter config (adapter methods: quantum, lora, {string.Join(", ", BaselineMethods.Keys)}).", nameof(Method)),
     };
+
+    // A baseline's config: peft's defaults, the rank where the method has one, then --set values over them.
+    PeftConfig Baseline(string type, string modelFolder, string taskType, IReadOnlyList<string>? modulesToSave, IReadOnlyList<string>? feedforward)
+    {
+        var o = new System.Text.Json.Nodes.JsonObject
+        {
+            ["peft_type"] = type, ["task_type"] = taskType, ["base_model_name_or_path"] = modelFolder,
+            ["target_modules"] = System.Text.Json.JsonSerializer.SerializeToNode(ModuleSelector.Parse(Targets), PeftConfig.JsonOptions),
+        };
+        if (modulesToSave is not null) o["modules_to_save"] = System.Text.Json.JsonSerializer.SerializeToNode(modulesToSave);
+        switch (type)
+        {
+            case "ADALORA":
+                // target_r = the rank; init_r half as much again, as peft's default 12 -> 8; the schedule over the run's steps.
+                o["target_r"] = Rank; o["init_r"] = Math.Max(Rank + 1, (int)Math.Round(1.5 * Rank)); o["lora_alpha"] = Alpha ?? 2.0 * Rank;
+                if (TotalSteps is { } t) { o["total_step"] = t; o["tinit"] = t / 10; o["tfinal"] = (int)(t * 0.3); o["deltaT"] = Math.Max(1, t / 50); }
+                break;
+            case "VERA": o["r"] = Rank; break;
+            case "LOKR": o["r"] = Rank; o["alpha"] = Alpha ?? Rank; break;
+            case "IA3":
+                if (feedforward is not null) o["feedforward_modules"] = System.Text.Json.JsonSerializer.SerializeToNode(feedforward);
+                break;
+        }
+        foreach (var (key, value) in Settings)
+        {
+            System.Text.Json.Nodes.JsonNode? node;
+            try { node = System.Text.Json.Nodes.JsonNode.Parse(value); }
+            catch (System.Text.Json.JsonException) { node = System.Text.Json.Nodes.JsonValue.Create(value); }   // plain text: a string
+            o[key] = node;
+        }
+        var warnings = new List<string>();
+        var config = PeftConfig.FromJson(o.ToJsonString(), warnings, $"--method {Method}");
+        var unknown = Settings.Keys.FirstOrDefault(k => warnings.Any(w => w.Contains($"\"{k}\"", StringComparison.Ordinal)));
+        if (unknown is not null)
+        {
+            var known = PeftConfig.JsonOptions.GetTypeInfo(config.GetType()).Properties.Select(p => p.Name).Order(StringComparer.Ordinal);
+            throw new ArgumentException($"--set {unknown}: {type} has no such field (its fields: {string.Join(", ", known)}).");
+        }
+        config.Validate();
+        return config;
+    }
+
+    // --set also reaches quantum's and lora's fields, through the same JSON round trip.
+    PeftConfig Apply(PeftConfig config)
+    {
+        if (Settings.Count == 0) return config;
+        var o = System.Text.Json.Nodes.JsonNode.Parse(config.ToJson())!.AsObject();
+        foreach (var (key, value) in Settings)
+        {
+            if (!o.ContainsKey(key)) throw new ArgumentException($"--set {key}: {config.PeftType} has no such field (its fields: {string.Join(", ", o.Select(p => p.Key))}).");
+            System.Text.Json.Nodes.JsonNode? node;
+            try { node = System.Text.Json.Nodes.JsonNode.Parse(value); }
+            catch (System.Text.Json.JsonException) { node = System.Text.Json.Nodes.JsonValue.Create(value); }
+            o[key] = node;
+        }
+        var result = PeftConfig.FromJson(o.ToJsonString(), [], $"--method {Method}");
+        result.Validate();
+        return result;
+    }
 }
 
 /// <summary>A Hugging Face BERT folder + WordPiece encoder + (optionally) adapters, as the trainer sees it.</summary>
@@ -90,9 +184,11 @@ public sealed class BertTextClassifier : ITrainableClassifier, IDisposable
 
         switch (spec.Method)
         {
-            case "quantum":
-            case "lora":
-                var config = spec.AdapterConfig(modelFolder, "SEQ_CLS", ["classifier"]);
+            case var adapterMethod when spec.IsAdapter:
+                // IA3 on BERT: peft's default layers (key, value, output.dense; output.dense scaled on its input).
+                var ia3Defaults = spec.Method == "ia3" && spec.Targets == ModuleSelector.AllLinearShorthand;
+                var config = (ia3Defaults ? spec with { Targets = "key,value,output.dense" } : spec)
+                    .AdapterConfig(modelFolder, "SEQ_CLS", ["classifier"], ia3Defaults ? ["output.dense"] : null);
                 Peft = PeftModel.Inject(Model, config);
                 // Adapters are created on the CPU; move them with the model.
                 Model.to(Device);
@@ -196,7 +292,7 @@ public sealed class BertTextClassifier : ITrainableClassifier, IDisposable
                 throw new InvalidDataException($"adapter '{Path.GetFullPath(adapterFolder)}' does not fit model '{modelFolder}': {e.Message} " +
                     $"Expected the model the adapter was trained on{(trainedOn is null ? "" : $" (its adapter_config.json names '{trainedOn}')")}.", e);
             }
-            var spec = new FineTuneSpec { Method = peft.ActiveConfig.PeftType == "LORA" ? "lora" : "quantum" };
+            var spec = new FineTuneSpec { Method = FineTuneSpec.MethodOf(peft.ActiveConfig.PeftType) };
             return new BertTextClassifier(modelFolder, encoder, model, peft, spec, maxLength, device ?? CPU);
         }
         catch
@@ -258,6 +354,8 @@ public sealed class BertTextClassifier : ITrainableClassifier, IDisposable
     }
 
     public void SetTraining(bool training) => Model.train(training);
+
+    public IAdapterTrainingHook? CreateTrainingHook() => Peft?.CreateTrainingHook();
 
     public IReadOnlyDictionary<string, Tensor> GetTrainableState() =>
         _adapter.Concat(_head).ToDictionary(p => p.Name, p => (Tensor)p.Parameter);

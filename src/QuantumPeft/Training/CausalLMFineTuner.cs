@@ -49,8 +49,8 @@ public sealed class CausalLMFineTuner : IDisposable
     /// <summary>Loads <paramref name="modelFolder"/> and its tokenizer and injects the adapter of <paramref name="spec"/> (quantum, lora or full).</summary>
     public CausalLMFineTuner(string modelFolder, FineTuneSpec spec, int maxLength = 256, Device? device = null)
     {
-        if (spec.Method is not ("quantum" or "lora" or "full"))
-            throw new ArgumentException($"method '{spec.Method}' does not apply to a causal LM (valid: quantum, lora, full).", nameof(spec));
+        if (spec.Method == "head" || !FineTuneSpec.Methods.Contains(spec.Method))
+            throw new ArgumentException($"method '{spec.Method}' does not apply to a causal LM (valid: {string.Join(", ", FineTuneSpec.Methods.Where(m => m != "head"))}).", nameof(spec));
         if (maxLength < 4) throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength, "max length must be at least 4 tokens.");
         Spec = spec;
         ModelFolder = modelFolder;
@@ -69,7 +69,11 @@ public sealed class CausalLMFineTuner : IDisposable
             foreach (var (name, p) in Model.Module.named_parameters().Where(p => seen.Add(p.parameter))) { p.requires_grad = true; _adapter.Add((name, p)); }
             return;
         }
-        var config = spec.AdapterConfig(modelFolder, "CAUSAL_LM", null);
+        // IA3 on a decoder: peft's default layers (GPT-2: c_attn, mlp.c_proj; LLaMA: k_proj, v_proj, down_proj; the MLP's output layer scaled on its input).
+        var ia3Defaults = spec.Method == "ia3" && spec.Targets == ModuleSelector.AllLinearShorthand;
+        var gpt2 = Model.Info.ModelType == "gpt2";
+        var config = (ia3Defaults ? spec with { Targets = gpt2 ? "c_attn,mlp.c_proj" : "k_proj,v_proj,down_proj" } : spec)
+            .AdapterConfig(modelFolder, "CAUSAL_LM", null, ia3Defaults ? [gpt2 ? "mlp.c_proj" : "down_proj"] : null);
         // GPT-2's Conv1D layers: say so up front, as peft's users do, instead of being corrected with a warning.
         if (config is LoraConfig lora && Model.Info.ModelType == "gpt2") config = lora with { FanInFanOut = true };
         Peft = PeftModel.Inject(Model.Module, config);
@@ -190,6 +194,7 @@ public sealed class CausalLMObjective : ITrainingObjective<PromptCompletion>
     readonly double _labelSmoothing;
     readonly GenerationOptions? _decode;
     readonly Func<IReadOnlyList<string>, IReadOnlyList<IReadOnlyList<string>>, IReadOnlyDictionary<string, double>>? _scorer;
+    readonly Tuners.IAdapterTrainingHook? _hook;
 
     /// <summary>
     /// <paramref name="mainMetric"/>: "loss" (default; lower is better), "perplexity", or one of the task's generation metrics
@@ -210,6 +215,7 @@ public sealed class CausalLMObjective : ITrainingObjective<PromptCompletion>
                 (scorer is null ? "; generation metrics need decoding options and a scorer" : "") + ").", nameof(mainMetric));
         if (scorer is not null && decode is null) throw new ArgumentException("a scorer needs decoding options (decode).", nameof(decode));
         MainMetric = mainMetric;
+        _hook = lm.Peft?.CreateTrainingHook();
     }
 
     public string TaskName => _task.Name;
@@ -228,8 +234,11 @@ public sealed class CausalLMObjective : ITrainingObjective<PromptCompletion>
     public Tensor Loss(IReadOnlyList<PromptCompletion> batch)
     {
         var (logits, targets) = _lm.ForwardForLoss(batch);
-        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), targets.reshape(-1), ignore_index: -100, label_smoothing: _labelSmoothing);
+        var loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), targets.reshape(-1), ignore_index: -100, label_smoothing: _labelSmoothing);
+        return _hook?.Regularization() is { } extra ? loss + extra : loss;
     }
+
+    public void AfterStep(int step) => _hook?.AfterOptimizerStep(step);
 
     public Dictionary<string, double> Evaluate(IReadOnlyList<PromptCompletion> examples, int batchSize)
     {

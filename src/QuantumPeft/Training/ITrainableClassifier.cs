@@ -28,4 +28,7 @@ public interface ITrainableClassifier
 
     /// <summary>Copies tensors (possibly on the CPU) into the parameters of the same names, in place.</summary>
     void LoadTrainableState(IReadOnlyDictionary<string, Tensor> state);
+
+    /// <summary>The adapter method's training hook (AdaLoRA's allocator), created once per run; null by default.</summary>
+    Tuners.IAdapterTrainingHook? CreateTrainingHook() => null;
 }

@@ -63,13 +63,15 @@ public sealed class ClassificationObjective : ITrainingObjective<Data.TextExampl
     readonly ITrainableClassifier _model;
     readonly Data.TextTask _task;
     readonly double _labelSmoothing;
+    readonly Tuners.IAdapterTrainingHook? _hook;
 
-    /// <summary>Cross-entropy (with <paramref name="labelSmoothing"/>) for classes, MSE for a regression task.</summary>
+    /// <summary>Cross-entropy (with <paramref name="labelSmoothing"/>) for classes, MSE for a regression task, plus the adapter method's regulariser (AdaLoRA).</summary>
     public ClassificationObjective(ITrainableClassifier model, Data.TextTask task, double labelSmoothing = 0)
     {
         _model = model ?? throw new ArgumentNullException(nameof(model));
         _task = task ?? throw new ArgumentNullException(nameof(task));
         _labelSmoothing = labelSmoothing;
+        _hook = model.CreateTrainingHook();
         if (!task.MetricNames.Contains(task.MainMetric))
             throw new ArgumentException($"Task '{task.Name}': main metric '{task.MainMetric}' is not among its metrics ({string.Join(", ", task.MetricNames)}).", nameof(task));
     }
@@ -90,7 +92,15 @@ public sealed class ClassificationObjective : ITrainingObjective<Data.TextExampl
     public Dictionary<string, double> Evaluate(IReadOnlyList<Data.TextExample> examples, int batchSize) =>
         ClassifierEvaluation.Evaluate(_model, _task, examples, batchSize);
 
+    public void AfterStep(int step) => _hook?.AfterOptimizerStep(step);
+
     public Tensor Loss(IReadOnlyList<Data.TextExample> batch)
+    {
+        var loss = TaskLoss(batch);
+        return _hook?.Regularization() is { } extra ? loss + extra : loss;
+    }
+
+    Tensor TaskLoss(IReadOnlyList<Data.TextExample> batch)
     {
         var logits = _model.Forward(batch);
         var labels = batch.Select(e => e.Label).ToArray();

@@ -240,6 +240,10 @@ public sealed class PeftModel
         }
     }
 
+    /// <summary>The training hook of the active adapter's method (AdaLoRA's allocator), or null when the method needs none.</summary>
+    public IAdapterTrainingHook? CreateTrainingHook() =>
+        activeAdapter is null ? null : PeftRegistry.For(configs[activeAdapter]).CreateTrainingHook(this, activeAdapter);
+
     /// <summary>The parameter report: peft's one line plus a per-module table.</summary>
     public ParameterReport Report()
     {

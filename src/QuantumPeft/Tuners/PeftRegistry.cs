@@ -19,6 +19,9 @@ public abstract class PeftMethod
     /// <summary>Builds a fresh branch for the Linear at <paramref name="modulePath"/> (float32, CPU).</summary>
     public abstract AdapterBranch CreateBranch(PeftConfig config, string modulePath, int inFeatures, int outFeatures, ICollection<string>? warnings);
 
+    /// <summary>The hook a trainer calls for this method's adapter <paramref name="adapterName"/> of <paramref name="peft"/>, or null (most methods).</summary>
+    public virtual IAdapterTrainingHook? CreateTrainingHook(PeftModel peft, string adapterName) => null;
+
     /// <summary>Called once with all branches of a newly added adapter, e.g. to share work between them.</summary>
     public virtual void AdapterCreated(IReadOnlyList<AdapterBranch> branches) { }
 

@@ -49,6 +49,60 @@ public class BertTextClassifierTests
         Assert.All(after.Values, t => Assert.True(t.isfinite().all().item<bool>()));
     }
 
+    [Theory]
+    [InlineData("adalora")]
+    [InlineData("vera")]
+    [InlineData("fourierft")]
+    [InlineData("ia3")]
+    [InlineData("lokr")]
+    [InlineData("oft")]
+    public void EveryBaselineMethodStartsAtTheBaseModelTrainsAndReloads(string method)
+    {
+        var batch = Slice(4);
+        var spec = new FineTuneSpec { Method = method, Rank = 4, Seed = 3, TotalSteps = 3 };
+        using var model = new BertTextClassifier(Folder, 2, spec, maxLength: 32);
+        using var headOnly = new BertTextClassifier(Folder, 2, new FineTuneSpec { Method = "head", Seed = 3 }, maxLength: 32);
+        model.SetTraining(false);
+        headOnly.SetTraining(false);
+        // peft's FourierFT starts from a random spectrum (init_weights false by default); the others start at the base model.
+        if (method != "fourierft")
+            using (no_grad())
+                Assert.True((model.Forward(batch) - headOnly.Forward(batch)).abs().max().item<float>() < 1e-4f, $"{method} at init differs from the base model");
+        Assert.Equal(FineTuneSpec.BaselineMethods[method], model.Peft!.ActiveConfig.PeftType);
+        Assert.True(model.Counts().Adapter > 0);
+
+        var task = TextTasks.Load("sentiment");
+        var result = new Trainer(model, task with { Validation = task.Validation.Take(8).ToList(), Test = task.Test.Take(8).ToList() },
+            new TrainerOptions { Epochs = 1, BatchSize = 8, MaxSteps = 3, AdapterLearningRate = FineTuneSpec.DefaultLearningRate(method), HeadLearningRate = 2e-3 }).Run();
+        Assert.Equal(3, result.Steps);
+        model.SetTraining(false);
+        Tensor trained;
+        using (no_grad()) trained = model.Forward(batch);
+
+        var dir = Path.Combine(Path.GetTempPath(), "qpeft-baseline-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            model.SaveAdapter(dir);
+            using var reloaded = BertTextClassifier.FromAdapter(Folder, dir, maxLength: 32);
+            Assert.Equal(method, reloaded.Spec.Method);
+            using (no_grad()) Assert.True((reloaded.Forward(batch) - trained).abs().max().item<float>() < 1e-4f, $"{method}: the reloaded adapter predicts differently");
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void SettingsReachTheMethodsConfigByPeftsNames()
+    {
+        var spec = new FineTuneSpec { Method = "fourierft", Settings = new Dictionary<string, string> { ["n_frequency"] = "64", ["scaling"] = "100" } };
+        var config = (QuantumPeft.Tuners.FourierFT.FourierFTConfig)spec.AdapterConfig("m", "SEQ_CLS", null);
+        Assert.Equal(64, config.NFrequency);
+        Assert.Equal(100, config.Scaling);
+        var bad = spec with { Settings = new Dictionary<string, string> { ["n_freq"] = "64" } };
+        Assert.Contains("--set n_freq", Assert.Throws<ArgumentException>(() => bad.AdapterConfig("m", "SEQ_CLS", null)).Message);
+        var lora = new FineTuneSpec { Method = "lora", Settings = new Dictionary<string, string> { ["use_rslora"] = "true" } };
+        Assert.True(((QuantumPeft.Tuners.Lora.LoraConfig)lora.AdapterConfig("m", "SEQ_CLS", null)).UseRslora);
+    }
+
     [Fact]
     public void UnknownMethodIsAClearError()
     {

@@ -7,6 +7,15 @@ public sealed class AdaLoraMethod : PeftMethod
     public override Type ConfigType => typeof(AdaLoraConfig);
     public override IReadOnlyList<string> KeyInfixes => ["lora_A", "lora_B", "lora_E"];
 
+    /// <summary>AdaLoRA's training-time work: the orthogonality penalty in the loss and the rank allocator after each optimizer step.</summary>
+    public override IAdapterTrainingHook? CreateTrainingHook(PeftModel peft, string adapterName) => new Hook(new AdaLoraRankAllocator(peft, adapterName));
+
+    private sealed class Hook(AdaLoraRankAllocator allocator) : IAdapterTrainingHook
+    {
+        public TorchSharp.torch.Tensor? Regularization() => allocator.OrthogonalRegularization();
+        public void AfterOptimizerStep(int step) => allocator.UpdateAndAllocate(step);
+    }
+
     public override AdapterBranch CreateBranch(PeftConfig config, string modulePath, int inFeatures, int outFeatures, ICollection<string>? warnings)
     {
         var c = (AdaLoraConfig)config;
