@@ -25,7 +25,7 @@ public sealed class PretrainCommand : ICliCommand
         var hidden = new Option<int>("--hidden") { DefaultValueFactory = _ => 128 };
         var heads = new Option<int>("--heads") { DefaultValueFactory = _ => 4 };
         var block = new Option<int>("--block-size") { Description = "Tokens per training block (also the model's n_positions).", DefaultValueFactory = _ => 128 };
-        var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 2 };
+        var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 5 };
         var batch = new Option<int>("--batch-size") { DefaultValueFactory = _ => 8 };
         var lr = new Option<double>("--lr") { DefaultValueFactory = _ => 2e-3 };
         var maxSteps = new Option<int?>("--max-steps") { Description = "Stop after this many steps." };
