@@ -362,3 +362,28 @@ public sealed class TrainGenerationCliTests : IDisposable
         Assert.Contains("--data-dir", e2.Message);
     }
 }
+
+/// <summary>qpeft bench step on a causal-LM folder: the same loop as for BERT, on the gloss task.</summary>
+public sealed class BenchStepDecoderTests : IDisposable
+{
+    readonly string dir = Path.Combine(Path.GetTempPath(), "qpeft-bench-step-dec-" + Guid.NewGuid().ToString("N"));
+    public void Dispose() { if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true); }
+
+    [Fact]
+    public void Times_quantum_against_lora_on_q_and_v_of_a_gpt2()
+    {
+        var eos = QuantumPeft.Tests.Data.Tokenizers.TokenizerFileWriter.SmallEndOfText;
+        using var model = TinyGpt2.Model(vocab: eos + 1, eos: eos);
+        var folder = TinyGpt2.Write(model, Path.Combine(dir, "gpt2"));
+        QuantumPeft.Tests.Data.Tokenizers.TokenizerFileWriter.WriteGpt2(folder, QuantumPeft.Tests.Data.Tokenizers.TokenizerFileWriter.SmallVocab(),
+            QuantumPeft.Tests.Data.Tokenizers.TokenizerFileWriter.SmallMerges);
+        var outDir = Path.Combine(dir, "bench");
+        var (code, output) = CliCommandTests.Run(new BenchStepCommand(), "step", "--model", folder, "--rank", "2", "--steps", "1", "--rounds", "1", "--batch-size", "2", "--out", outDir);
+        Assert.Equal(0, code);
+        var csv = File.ReadAllLines(Path.Combine(outDir, "step.csv"));
+        Assert.Equal(3, csv.Length);
+        // q and v thirds of c_attn in both layers: LoRA r = 2 on four 16 x 16 maps.
+        Assert.Contains(csv, l => l.StartsWith("lora,2," + 4 * LoraBranch.CountParameters(16, 16, 2) + ",", StringComparison.Ordinal));
+        Assert.Contains("U and V of all 4 adapted layers", output);
+    }
+}
