@@ -20,12 +20,12 @@ public sealed class PretrainCommand : ICliCommand
 {
     public Command Build()
     {
-        var corpus = new Option<string>("--corpus") { Description = $"Training text: {string.Join(", ", PretrainCorpus.Names)}.", DefaultValueFactory = _ => "moby-dick" };
+        var corpus = new Option<string>("--corpus") { Description = $"Training text: {string.Join(", ", PretrainCorpus.Names)} (WordNet definitions outside the gloss task's validation and test splits).", DefaultValueFactory = _ => "moby-dick+wordnet" };
         var layers = new Option<int>("--layers") { DefaultValueFactory = _ => 4 };
         var hidden = new Option<int>("--hidden") { DefaultValueFactory = _ => 128 };
         var heads = new Option<int>("--heads") { DefaultValueFactory = _ => 4 };
         var block = new Option<int>("--block-size") { Description = "Tokens per training block (also the model's n_positions).", DefaultValueFactory = _ => 128 };
-        var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 5 };
+        var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 1 };
         var batch = new Option<int>("--batch-size") { DefaultValueFactory = _ => 8 };
         var lr = new Option<double>("--lr") { DefaultValueFactory = _ => 2e-3 };
         var maxSteps = new Option<int?>("--max-steps") { Description = "Stop after this many steps." };

@@ -20,55 +20,67 @@ public static class WordNetGloss
     const long SplitSeed = 20251201;
 
     /// <summary>The task, fetching WordNet into the cache on first use.</summary>
-    public static GenerationTask Load() => FromFolder(DebianPackageCache.Ensure(DebianPackage,
-        rel => rel.StartsWith("usr/share/wordnet/", StringComparison.Ordinal) && rel.Contains("/data.")));
+    public static GenerationTask Load() => FromFolder(Fetch());
+
+    /// <summary>The folder holding WordNet 3.0's data files, fetched into the cache on first use.</summary>
+    public static string Fetch() => DebianPackageCache.Ensure(DebianPackage,
+        rel => rel.StartsWith("usr/share/wordnet/", StringComparison.Ordinal) && rel.Contains("/data."));
+
+    /// <summary>One synset of a WordNet data file: its first lemma, its hypernyms' offsets and its definition (examples left out).</summary>
+    public sealed record Synset(long Offset, string Lemma, IReadOnlyList<long> Hypernyms, string Definition);
+
+    /// <summary>Every synset of data.<paramref name="pos"/> (noun, verb, adj, adv) in the folder, by offset.</summary>
+    public static Dictionary<long, Synset> ReadSynsets(string folder, string pos)
+    {
+        var dir = Directory.Exists(Path.Combine(folder, "usr", "share", "wordnet")) ? Path.Combine(folder, "usr", "share", "wordnet") : folder;
+        var path = Path.Combine(dir, "data." + pos);
+        if (!File.Exists(path)) throw new FileNotFoundException($"WordNet data file '{path}' is missing (expected WordNet 3.0's data.noun, data.verb, ...).", path);
+        var synsets = new Dictionary<long, Synset>();
+        foreach (var line in File.ReadLines(path))
+        {
+            if (line.Length == 0 || line.StartsWith("  ", StringComparison.Ordinal)) continue;   // the licence header
+            var bar = line.IndexOf(" | ", StringComparison.Ordinal);
+            if (bar < 0) continue;
+            var f = line[..bar].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            // data.*: offset lex_filenum ss_type w_cnt(hex) [word lex_id]... p_cnt [symbol offset pos source/target]...
+            int words = Convert.ToInt32(f[3], 16);
+            var lemma = f[4].Replace('_', ' ');
+            var marker = lemma.IndexOf('(');   // adjective markers: (a), (p), (ip)
+            if (marker > 0) lemma = lemma[..marker];
+            int p = 4 + 2 * words;
+            int pointers = int.Parse(f[p]);
+            var hypernyms = new List<long>();
+            for (int i = 0; i < pointers; i++)
+                if (f[p + 1 + 4 * i] is "@" or "@i") hypernyms.Add(long.Parse(f[p + 2 + 4 * i]));
+            // The gloss: the definition before the first quoted example.
+            var gloss = line[(bar + 3)..].Trim();
+            var quote = gloss.IndexOf("; \"", StringComparison.Ordinal);
+            if (quote >= 0) gloss = gloss[..quote];
+            else if (gloss.StartsWith('"')) gloss = "";
+            synsets[long.Parse(f[0])] = new Synset(long.Parse(f[0]), lemma, hypernyms, gloss.Trim().TrimEnd(';').Trim());
+        }
+        return synsets;
+    }
 
     /// <summary>The task from a folder holding usr/share/wordnet/data.noun and data.verb (or those files directly).</summary>
     public static GenerationTask FromFolder(string folder)
     {
-        var dir = Directory.Exists(Path.Combine(folder, "usr", "share", "wordnet")) ? Path.Combine(folder, "usr", "share", "wordnet") : folder;
         var pairs = new List<PromptCompletion>();
-        foreach (var (file, pos) in new[] { ("data.noun", "noun"), ("data.verb", "verb") })
+        foreach (var pos in new[] { "noun", "verb" })
         {
-            var path = Path.Combine(dir, file);
-            if (!File.Exists(path)) throw new FileNotFoundException($"WordNet data file '{path}' is missing (expected WordNet 3.0's data.noun and data.verb).", path);
-            var synsets = new Dictionary<long, (string Lemma, List<long> Hypernyms, string Gloss)>();
-            foreach (var line in File.ReadLines(path))
-            {
-                if (line.Length == 0 || line.StartsWith("  ", StringComparison.Ordinal)) continue;   // the licence header
-                var bar = line.IndexOf(" | ", StringComparison.Ordinal);
-                if (bar < 0) continue;
-                var f = line[..bar].Split(' ', StringSplitOptions.RemoveEmptyEntries);
-                // data.*: offset lex_filenum ss_type w_cnt(hex) [word lex_id]... p_cnt [symbol offset pos source/target]...
-                int words = Convert.ToInt32(f[3], 16);
-                var lemma = f[4].Replace('_', ' ');
-                int p = 4 + 2 * words;
-                int pointers = int.Parse(f[p]);
-                var hypernyms = new List<long>();
-                for (int i = 0; i < pointers; i++)
-                {
-                    var symbol = f[p + 1 + 4 * i];
-                    if (symbol is "@" or "@i") hypernyms.Add(long.Parse(f[p + 2 + 4 * i]));
-                }
-                // The gloss: the definition before the first quoted example.
-                var gloss = line[(bar + 3)..].Trim();
-                var quote = gloss.IndexOf("; \"", StringComparison.Ordinal);
-                if (quote >= 0) gloss = gloss[..quote];
-                else if (gloss.StartsWith('"')) gloss = "";
-                synsets[long.Parse(f[0])] = (lemma, hypernyms, gloss.Trim().TrimEnd(';').Trim());
-            }
+            var synsets = ReadSynsets(folder, pos);
             foreach (var (_, s) in synsets.OrderBy(p => p.Key))
             {
-                var length = s.Gloss.Split(' ', StringSplitOptions.RemoveEmptyEntries).Length;
+                var length = s.Definition.Split(' ', StringSplitOptions.RemoveEmptyEntries).Length;
                 var names = s.Hypernyms.Where(synsets.ContainsKey).Select(h => synsets[h].Lemma).Distinct().ToList();
                 if (names.Count == 0 || length is < 3 or > 24) continue;
-                pairs.Add(new PromptCompletion($"lemma : {s.Lemma} | pos : {pos} | hypernyms : {string.Join(", ", names)} ||", " " + s.Gloss));
+                pairs.Add(new PromptCompletion($"lemma : {s.Lemma} | pos : {pos} | hypernyms : {string.Join(", ", names)} ||", " " + s.Definition));
             }
         }
         // Senses that share lemma, part of speech and hypernyms would be one prompt with two answers: keep the first.
         pairs = pairs.GroupBy(p => p.Prompt).Select(g => g.First()).ToList();
         int needed = TrainCount + ValidationCount + TestCount;
-        if (pairs.Count < needed) throw new InvalidDataException($"{dir}: only {pairs.Count} usable synsets; the gloss task needs {needed}.");
+        if (pairs.Count < needed) throw new InvalidDataException($"{folder}: only {pairs.Count} usable synsets; the gloss task needs {needed}.");
         var order = SeededOrder.EpochOrder(pairs.Count, SplitSeed, 0);
         var chosen = order.Take(needed).Select(i => pairs[i]).ToList();
         return new GenerationTask("gloss", chosen.Take(TrainCount).ToList(), chosen.Skip(TrainCount).Take(ValidationCount).ToList(),

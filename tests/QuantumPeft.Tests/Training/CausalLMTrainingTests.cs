@@ -86,6 +86,18 @@ public sealed class CausalLMTrainingTests : IDisposable
     }
 
     [Fact]
+    public void A_slice_of_the_real_gloss_task_lowers_the_validation_loss()
+    {
+        var gloss = WordNetGloss.Load();
+        var slice = gloss with { Train = gloss.Train.Take(24).ToList(), Validation = gloss.Validation.Take(8).ToList(), Test = gloss.Test.Take(8).ToList() };
+        using var lm = new CausalLMFineTuner(Folder(), new FineTuneSpec { Method = "lora", Rank = 4, Targets = "c_attn[q,v],c_fc", Alpha = 8 }, maxLength: 64);
+        var objective = new CausalLMObjective(lm, slice, labelSmoothing: 0.1);
+        var before = objective.Evaluate(slice.Validation, 8)["loss"];
+        var result = new Trainer<PromptCompletion>(objective, Options(null, epochs: 4)).Run();
+        Assert.True(result.BestValidationMetric < before - 0.05, $"validation loss {before:F3} -> {result.BestValidationMetric:F3}");
+    }
+
+    [Fact]
     public void Generation_metrics_are_computed_on_grouped_references()
     {
         using var lm = new CausalLMFineTuner(Folder(), new FineTuneSpec { Method = "lora", Rank = 2, Targets = "c_attn" }, maxLength: 64);

@@ -28,6 +28,17 @@ public sealed class PretrainTests : IDisposable
     }
 
     [Fact]
+    public void The_wordnet_corpus_never_holds_what_the_gloss_task_scores()
+    {
+        var texts = PretrainCorpus.Load("moby-dick+wordnet");
+        var definitions = texts.SelectMany(t => t.Split('\n')).Where(l => l.Contains(" : ")).Select(l => l[(l.IndexOf(" : ") + 3)..]).ToHashSet();
+        Assert.True(definitions.Count > 50_000);
+        var gloss = WordNetGloss.Load();
+        Assert.DoesNotContain(gloss.Test.Concat(gloss.Validation), p => definitions.Contains(p.Completion.Trim()));
+        Assert.Contains(gloss.Train, p => definitions.Contains(p.Completion.Trim()));   // training definitions may be seen
+    }
+
+    [Fact]
     public void A_slice_of_real_text_lowers_the_loss_of_a_model_trained_from_scratch()
     {
         var eos = TokenizerFileWriter.SmallEndOfText;
@@ -50,7 +61,7 @@ public sealed class PretrainTests : IDisposable
     public void The_command_writes_a_gpt2_folder_with_the_real_tokenizer()
     {
         var outDir = Path.Combine(_dir, "run");
-        var (code, output) = CliCommandTests.Run(new PretrainCommand(), "pretrain", "--layers", "1", "--hidden", "16", "--heads", "2", "--block-size", "32",
+        var (code, output) = CliCommandTests.Run(new PretrainCommand(), "pretrain", "--corpus", "moby-dick", "--layers", "1", "--hidden", "16", "--heads", "2", "--block-size", "32",
             "--batch-size", "2", "--max-steps", "2", "--out", outDir);
         Assert.Equal(0, code);
         Assert.Contains("test loss", output);
