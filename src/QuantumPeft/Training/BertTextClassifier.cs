@@ -231,7 +231,7 @@ public sealed class BertTextClassifier : ITrainableClassifier, IDisposable
     /// <summary>
     /// The label count and pooling head of an adapter folder: the rows of its classifier weight
     /// (base_model.model.classifier.weight, saved as modules_to_save) and its <see cref="HeadMetadataKey"/> metadata
-    /// ("mean", the trainer's head, when absent). Reads only the file header.
+    /// (when absent: "mean", the trainer's head, for our files; "pooler", transformers' head, for files peft wrote). Reads only the file header.
     /// </summary>
     /// <exception cref="DirectoryNotFoundException">No such folder.</exception>
     /// <exception cref="FileNotFoundException">adapter_config.json or adapter_model.safetensors is missing.</exception>
@@ -253,7 +253,11 @@ public sealed class BertTextClassifier : ITrainableClassifier, IDisposable
             ?? throw new InvalidDataException($"{weights} has no classifier head ('{key}'): expected an adapter saved with modules_to_save = [\"classifier\"], as qpeft train writes.");
         if (entry.Shape.Length != 2 || entry.Shape[0] < 1)
             throw new InvalidDataException($"{weights}: '{key}' has shape [{string.Join(", ", entry.Shape)}], expected [num_labels, hidden_size].");
-        var head = header.Metadata.TryGetValue(HeadMetadataKey, out var h) ? h : BertForSequenceClassification.MeanHead;
+        // Our files name their head; a file without any of our metadata was written by peft for transformers'
+        // BertForSequenceClassification, whose head is the pooler.
+        var writtenHere = header.Metadata.ContainsKey(PeftAdapterFiles.ShapesMetadataKey);
+        var head = header.Metadata.TryGetValue(HeadMetadataKey, out var h) ? h
+            : writtenHere ? BertForSequenceClassification.MeanHead : BertForSequenceClassification.PoolerHead;
         BertForSequenceClassification.RequireKnownHead(head, $"{weights}: metadata {HeadMetadataKey}");
         return ((int)entry.Shape[0], head);
     }

@@ -358,6 +358,16 @@ public sealed class PeftModel
         var method = PeftRegistry.For(config);
         CheckShapes(files, config);
 
+        // peft's task models list every head name they know (SEQ_CLS: classifier and score); one this model lacks is skipped, as peft does.
+        if (config.ModulesToSave is { Count: > 0 } listed)
+        {
+            var kept = listed.Where(e => MatchModules(e).Any()).ToList();
+            if (kept.Count < listed.Count)
+            {
+                sink.Add($"{files.ConfigPath}: modules_to_save {string.Join(", ", listed.Except(kept).Select(e => $"'{e}'"))} match no module of this model; skipped.");
+                config = config with { ModulesToSave = kept.Count > 0 ? kept : null };
+            }
+        }
         AddAdapter(adapterName, config);
         var used = new HashSet<string>(StringComparer.Ordinal);
         try { used.UnionWith(method.ImportShared(config, Leaves(adapterName).Select(l => l.Branch).ToList(), files.Tensors, Path.Combine(directory, PeftAdapterFiles.WeightsFileName), sink)); }

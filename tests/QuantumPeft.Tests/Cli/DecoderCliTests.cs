@@ -387,3 +387,66 @@ public sealed class BenchStepDecoderTests : IDisposable
         Assert.Contains("U and V of all 4 adapted layers", output);
     }
 }
+
+/// <summary>An adapter written by Python's peft for transformers' BertForSequenceClassification (pooler head, SEQ_CLS) through qpeft logits.</summary>
+public sealed class PeftSeqClsLogitsTests : IDisposable
+{
+    readonly string dir = Path.Combine(Path.GetTempPath(), "qpeft-peft-seqcls-" + Guid.NewGuid().ToString("N"));
+    public void Dispose() { if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true); }
+
+    [Fact]
+    public void A_peft_seq_cls_lora_gives_the_logits_of_the_hand_merged_pooler_classifier()
+    {
+        var baseDir = Path.Combine(dir, "bert");
+        using (var bert = new BertModel(QuantumPeft.Tests.Models.Bert.TinyBert.Config(), addPoolingLayer: true, seed: 11))
+            HfBertLoader.Save(baseDir, bert);
+        var adapter = Path.Combine(dir, "adapter");
+        Directory.CreateDirectory(adapter);
+        // adapter_config.json as peft writes it for a SEQ_CLS LoRA (its task model lists both head names it knows).
+        File.WriteAllText(Path.Combine(adapter, "adapter_config.json"), """
+        {"alpha_pattern": {}, "auto_mapping": null, "base_model_name_or_path": "bert-tiny", "bias": "none", "fan_in_fan_out": false,
+         "inference_mode": true, "init_lora_weights": true, "layers_pattern": null, "layers_to_transform": null, "lora_alpha": 8,
+         "lora_dropout": 0.1, "modules_to_save": ["classifier", "score"], "peft_type": "LORA", "r": 2, "rank_pattern": {},
+         "revision": null, "target_modules": ["query", "value"], "task_type": "SEQ_CLS", "use_dora": false, "use_rslora": false}
+        """);
+        manual_seed(5);
+        var tensors = new Dictionary<string, Tensor>();
+        var delta = new Dictionary<string, Tensor>();
+        for (int l = 0; l < 2; l++)
+            foreach (var proj in new[] { "query", "value" })
+            {
+                var path = $"bert.encoder.layer.{l}.attention.self.{proj}";
+                var a = randn(2, 16) * 0.3; var b = randn(16, 2) * 0.3;
+                tensors[$"base_model.model.{path}.lora_A.weight"] = a;
+                tensors[$"base_model.model.{path}.lora_B.weight"] = b;
+                delta[path + ".weight"] = b.matmul(a) * 4.0;   // lora_alpha / r
+            }
+        var classifierW = randn(3, 16) * 0.5; var classifierB = randn(3) * 0.1;
+        tensors["base_model.model.classifier.weight"] = classifierW;
+        tensors["base_model.model.classifier.bias"] = classifierB;
+        QuantumPeft.Formats.Safetensors.SafetensorsFile.Write(Path.Combine(adapter, "adapter_model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+
+        // transformers' model by hand: the base folder with the pooler head, the LoRA updates merged, the saved classifier.
+        var (reference, _) = HfBertLoader.LoadForSequenceClassification(baseDir, 3, BertForSequenceClassification.PoolerHead);
+        using (no_grad())
+        {
+            var sd = reference.state_dict();
+            foreach (var (k, d) in delta) sd[k].add_(d);
+            sd["classifier.weight"].copy_(classifierW);
+            sd["classifier.bias"].copy_(classifierB);
+        }
+        reference.eval();
+        var ids = new long[] { 2, 11, 12, 13, 3 };
+        Tensor expected;
+        using (no_grad()) expected = reference.forward(tensor(ids).unsqueeze(0), null, null)[0];
+
+        var inputs = Path.Combine(dir, "in.json");
+        File.WriteAllText(inputs, JsonSerializer.Serialize(new { input_ids = ids }));
+        var (code, output) = CliCommandTests.Run(new LogitsCommand(), "logits", "--model", baseDir, "--adapter", adapter, "--inputs", inputs, "--json");
+        Assert.Equal(0, code);
+        using var doc = JsonDocument.Parse(output);
+        var row = doc.RootElement.GetProperty("logits").EnumerateArray().Select(v => v.GetSingle()).ToArray();
+        Assert.Equal(3, row.Length);
+        for (int i = 0; i < 3; i++) Assert.Equal(expected[i].item<float>(), row[i], 4);
+    }
+}
