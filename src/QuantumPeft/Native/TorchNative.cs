@@ -34,6 +34,7 @@ public static class TorchNative
         {
             if (_done) return;
             _done = true;
+            NativeMemory.Configure();
             foreach (var path in CandidatePaths())
             {
                 try { PatchFile(path); }

@@ -30,3 +30,13 @@ public class TorchNativeTests
         Assert.Contains("ELF", e.Message);
     }
 }
+
+public sealed class NativeMemoryTests
+{
+    [Fact]
+    public void Glibcs_mmap_threshold_is_fixed_on_linux()
+    {
+        if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_") is not null) return;
+        Assert.True(QuantumPeft.Native.NativeMemory.Configure());   // mallopt accepted M_MMAP_THRESHOLD = 1 MB
+    }
+}
