@@ -50,6 +50,9 @@ internal static class TrainingCheckpoint
     public static void Save(string outputDir, TrainerState state, IReadOnlyDictionary<string, Tensor> trainable,
         IReadOnlyDictionary<string, Tensor>? best, TorchSharp.Modules.OptimizerHelper optimizer)
     {
+        // The copies made while writing (CPU/contiguous views, the optimizer's state dict) are freed here, not by the GC:
+        // a checkpoint every 50 steps otherwise kept a copy of AdamW's moments each time (about 2 MB a step on a 13.7M model).
+        using var scope = torch.NewDisposeScope();
         Directory.CreateDirectory(outputDir);
         var tmp = Path.Combine(outputDir, $"{Folder}.tmp-{Guid.NewGuid():N}");
         Directory.CreateDirectory(tmp);
