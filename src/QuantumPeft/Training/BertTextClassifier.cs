@@ -364,18 +364,7 @@ public sealed class BertTextClassifier : ITrainableClassifier, IDisposable
     public IReadOnlyDictionary<string, Tensor> GetTrainableState() =>
         _adapter.Concat(_head).ToDictionary(p => p.Name, p => (Tensor)p.Parameter);
 
-    public void LoadTrainableState(IReadOnlyDictionary<string, Tensor> state)
-    {
-        using var _ = no_grad();
-        foreach (var (name, p) in _adapter.Concat(_head))
-        {
-            if (!state.TryGetValue(name, out var t))
-                throw new InvalidDataException($"trainable state has no tensor '{name}'.");
-            if (!t.shape.SequenceEqual(p.shape))
-                throw new InvalidDataException($"trainable state '{name}' has shape [{string.Join(", ", t.shape)}], expected [{string.Join(", ", p.shape)}].");
-            p.copy_(t);
-        }
-    }
+    public void LoadTrainableState(IReadOnlyDictionary<string, Tensor> state) => TrainableState.Load(_adapter.Concat(_head), state);
 
     public void Dispose() => Model.Dispose();
 }

@@ -64,9 +64,8 @@ public sealed class CausalLMFineTuner : IDisposable
             : Tokenizer.EosTokenId ?? throw new InvalidDataException($"'{modelFolder}': neither config.json nor the tokenizer names an EOS token; a completion needs one to end.");
         if (spec.Method == "full")
         {
-            // A tied head is the embedding's own tensor: listed once, or the optimiser would step it twice.
-            var seen = new HashSet<Parameter>(ReferenceEqualityComparer.Instance);
-            foreach (var (name, p) in Model.Module.named_parameters().Where(p => seen.Add(p.parameter))) { p.requires_grad = true; _adapter.Add((name, p)); }
+            _adapter.AddRange(TrainableState.Distinct(Model.Module));
+            foreach (var (_, p) in _adapter) p.requires_grad = true;
             return;
         }
         // IA3 on a decoder: peft's default layers (GPT-2: c_attn, mlp.c_proj; LLaMA: k_proj, v_proj, down_proj; the MLP's output layer scaled on its input).
@@ -153,17 +152,7 @@ public sealed class CausalLMFineTuner : IDisposable
     public IReadOnlyDictionary<string, Tensor> GetTrainableState() => _adapter.ToDictionary(p => p.Name, p => (Tensor)p.Parameter);
 
     /// <summary>Copies a state of <see cref="GetTrainableState"/>'s names into the parameters.</summary>
-    public void LoadTrainableState(IReadOnlyDictionary<string, Tensor> state)
-    {
-        using var _ = no_grad();
-        foreach (var (name, p) in _adapter)
-        {
-            if (!state.TryGetValue(name, out var t)) throw new InvalidDataException($"trainable state has no tensor '{name}'.");
-            if (!t.shape.SequenceEqual(p.shape))
-                throw new InvalidDataException($"trainable state '{name}' has shape [{string.Join(", ", t.shape)}], expected [{string.Join(", ", p.shape)}].");
-            p.copy_(t);
-        }
-    }
+    public void LoadTrainableState(IReadOnlyDictionary<string, Tensor> state) => TrainableState.Load(_adapter, state);
 
     /// <summary>Saves the adapter in peft's layout (CAUSAL_LM keys).</summary>
     public void SaveAdapter(string directory) =>

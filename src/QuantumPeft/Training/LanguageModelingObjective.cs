@@ -31,9 +31,7 @@ public sealed class LanguageModelingObjective : ITrainingObjective<long[]>
         Test = blocks.Skip(blocks.Count - held + held / 2).ToList();
         TaskName = name;
         Device = device ?? CPU;
-        // A tied head is the embedding's own tensor: list it once, or the optimiser would step it twice.
-        var seen = new HashSet<Parameter>(ReferenceEqualityComparer.Instance);
-        _params = model.Module.named_parameters().Where(p => seen.Add(p.parameter)).Select(p => (p.name, p.parameter)).ToList();
+        _params = TrainableState.Distinct(model.Module);
         foreach (var (_, p) in _params) p.requires_grad = true;
     }
 
@@ -77,13 +75,5 @@ public sealed class LanguageModelingObjective : ITrainingObjective<long[]>
 
     public IReadOnlyDictionary<string, Tensor> GetTrainableState() => _params.ToDictionary(p => p.Name, p => (Tensor)p.Parameter);
 
-    public void LoadTrainableState(IReadOnlyDictionary<string, Tensor> state)
-    {
-        using var _ = no_grad();
-        foreach (var (name, p) in _params)
-        {
-            if (!state.TryGetValue(name, out var t)) throw new InvalidDataException($"trainable state has no tensor '{name}'.");
-            p.copy_(t);
-        }
-    }
+    public void LoadTrainableState(IReadOnlyDictionary<string, Tensor> state) => TrainableState.Load(_params, state);
 }
