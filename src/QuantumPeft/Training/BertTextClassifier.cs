@@ -111,13 +111,7 @@ public sealed record FineTuneSpec
                 if (feedforward is not null) o["feedforward_modules"] = System.Text.Json.JsonSerializer.SerializeToNode(feedforward);
                 break;
         }
-        foreach (var (key, value) in Settings)
-        {
-            System.Text.Json.Nodes.JsonNode? node;
-            try { node = System.Text.Json.Nodes.JsonNode.Parse(value); }
-            catch (System.Text.Json.JsonException) { node = System.Text.Json.Nodes.JsonValue.Create(value); }   // plain text: a string
-            o[key] = node;
-        }
+        foreach (var (key, value) in Settings) o[key] = SettingValue(value);
         var warnings = new List<string>();
         var config = PeftConfig.FromJson(o.ToJsonString(), warnings, $"--method {Method}");
         var unknown = Settings.Keys.FirstOrDefault(k => warnings.Any(w => w.Contains($"\"{k}\"", StringComparison.Ordinal)));
@@ -130,6 +124,13 @@ public sealed record FineTuneSpec
         return config;
     }
 
+    // A --set value is JSON (1000, true, ["q","v"]) or, failing that, plain text taken as a string.
+    static System.Text.Json.Nodes.JsonNode? SettingValue(string value)
+    {
+        try { return System.Text.Json.Nodes.JsonNode.Parse(value); }
+        catch (System.Text.Json.JsonException) { return System.Text.Json.Nodes.JsonValue.Create(value); }
+    }
+
     // --set also reaches quantum's and lora's fields, through the same JSON round trip.
     PeftConfig Apply(PeftConfig config)
     {
@@ -138,10 +139,7 @@ public sealed record FineTuneSpec
         foreach (var (key, value) in Settings)
         {
             if (!o.ContainsKey(key)) throw new ArgumentException($"--set {key}: {config.PeftType} has no such field (its fields: {string.Join(", ", o.Select(p => p.Key))}).");
-            System.Text.Json.Nodes.JsonNode? node;
-            try { node = System.Text.Json.Nodes.JsonNode.Parse(value); }
-            catch (System.Text.Json.JsonException) { node = System.Text.Json.Nodes.JsonValue.Create(value); }
-            o[key] = node;
+            o[key] = SettingValue(value);
         }
         var result = PeftConfig.FromJson(o.ToJsonString(), [], $"--method {Method}");
         result.Validate();
