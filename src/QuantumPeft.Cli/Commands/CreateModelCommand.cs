@@ -30,6 +30,8 @@ public sealed class CreateModelCommand : ICliCommand
             int l = parse.GetValue(layers), h = parse.GetValue(hidden), nh = parse.GetValue(heads), v = parse.GetValue(vocab), p = parse.GetValue(positions);
             if (l < 1 || h < 1 || nh < 1 || v < 2 || p < 2) throw new ArgumentException("--layers, --hidden and --heads must be at least 1, --vocab and --positions at least 2.");
             if (h % nh != 0) throw new ArgumentException($"--hidden {h} must be divisible by --heads {nh}.");
+            if (t is not ("gpt2" or "llama" or "mistral" or "qwen2"))
+                throw new ArgumentException($"--type '{t}' is not a causal LM this library writes; choose gpt2, llama, mistral or qwen2.");
             var output = Path.GetFullPath(parse.GetValue(outDir)!);
             try { QuantumPeft.Formats.AtomicFolder.EnsureWritable(output, parse.GetValue(force)); }
             catch (IOException e) { throw new ArgumentException($"--out: {e.Message} Pass --force to replace it.", e); }
