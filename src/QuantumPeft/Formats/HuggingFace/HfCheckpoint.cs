@@ -37,6 +37,19 @@ public static class HfCheckpoint
         return path;
     }
 
+    /// <summary>config.json's model_type (null when absent), which picks the architecture; throws for a missing folder or config, or invalid JSON.</summary>
+    public static string? ReadModelType(string folder)
+    {
+        var path = ConfigPath(folder);
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("model_type", out var t) && t.ValueKind == JsonValueKind.String
+                ? t.GetString() : null;
+        }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message}).", e); }
+    }
+
     /// <summary>The weights file (or index) the folder will be read from; throws naming the folder and the expected names.</summary>
     public static string WeightsPath(string folder)
     {

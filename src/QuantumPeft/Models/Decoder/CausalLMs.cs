@@ -47,17 +47,7 @@ public static class CausalLMs
     public static IReadOnlyList<string> ModelTypes => architectures.SelectMany(a => a.ModelTypes).ToList();
 
     /// <summary>config.json's model_type (null when absent); throws for a missing folder or config.</summary>
-    public static string? ReadModelType(string folder)
-    {
-        var path = HfCheckpoint.ConfigPath(folder);
-        try
-        {
-            using var doc = JsonDocument.Parse(File.ReadAllText(path));
-            return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("model_type", out var t) && t.ValueKind == JsonValueKind.String
-                ? t.GetString() : null;
-        }
-        catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message}).", e); }
-    }
+    public static string? ReadModelType(string folder) => HfCheckpoint.ReadModelType(folder);
 
     /// <summary>True when the folder's model_type is a causal LM this library loads.</summary>
     public static bool IsCausalLM(string folder) => ReadModelType(folder) is { } t && ModelTypes.Contains(t);
