@@ -41,7 +41,7 @@ public class Trainer<TExample>
     public int StepsPerEpoch => (_objective.Train.Count + _options.BatchSize - 1) / _options.BatchSize;
 
     /// <summary>The optimiser steps of the whole run (epochs x steps per epoch, capped by MaxSteps).</summary>
-    public int TotalSteps => Math.Min(_options.Epochs * StepsPerEpoch, _options.MaxSteps ?? int.MaxValue);
+    public int TotalSteps => _options.PlannedSteps(_objective.Train.Count);
 
     /// <summary>Trains, evaluates on test with the best (or last) state, writes outputs, and returns the figures.</summary>
     /// <exception cref="TrainingDivergedException">The loss became NaN or infinite.</exception>

@@ -57,6 +57,9 @@ public sealed record TrainerOptions
     /// <summary>Label smoothing of the cross-entropy loss (classification only).</summary>
     public double LabelSmoothing { get; init; }
 
+    /// <summary>The optimiser steps of a run over <paramref name="trainCount"/> examples: epochs x steps per epoch, capped by <see cref="MaxSteps"/>.</summary>
+    public int PlannedSteps(int trainCount) => Math.Min(Epochs * ((trainCount + BatchSize - 1) / BatchSize), MaxSteps ?? int.MaxValue);
+
     /// <summary>Throws an ArgumentException naming the first option out of range.</summary>
     public void Validate()
     {
