@@ -86,9 +86,10 @@ public static class PeftAdapterFiles
         if (!metadata.TryGetValue(ShapesMetadataKey, out var json)) return null;
         try
         {
-            var raw = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, int[]>>(json)!;
-            return raw.ToDictionary(p => p.Key, p => p.Value.Length == 2 ? (p.Value[0], p.Value[1])
-                : throw new InvalidDataException($"{source}: metadata {ShapesMetadataKey} entry '{p.Key}' must be [out, in]."));
+            var raw = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, int[]?>>(json)
+                ?? throw new InvalidDataException($"{source}: metadata {ShapesMetadataKey} is null; expected an object module path -> [out, in].");
+            return raw.ToDictionary(p => p.Key, p => p.Value is [var o, var i] && o > 0 && i > 0 ? (o, i)
+                : throw new InvalidDataException($"{source}: metadata {ShapesMetadataKey} entry '{p.Key}' must be [out, in] (two positive integers)."));
         }
         catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"{source}: metadata {ShapesMetadataKey} is not valid JSON ({e.Message}).", e); }
     }

@@ -24,6 +24,8 @@ public static class SafetensorsFile
     /// <summary>Largest header accepted (the reference implementation's limit).</summary>
     public const long MaxHeaderBytes = 100_000_000;
 
+    static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
     static readonly Dictionary<string, (ScalarType Type, int Size)> DTypes = new()
     {
         ["F64"] = (ScalarType.Float64, 8), ["F32"] = (ScalarType.Float32, 4), ["F16"] = (ScalarType.Float16, 2),
@@ -154,6 +156,9 @@ public static class SafetensorsFile
         long dataOffset = 8 + (long)headerLen;
         long dataLength = fileLength - dataOffset;
 
+        // The JSON reader checks UTF-8 only where it decodes a string, and throws InvalidOperationException there.
+        try { StrictUtf8.GetCharCount(json); }
+        catch (DecoderFallbackException) { throw Bad("header is not valid UTF-8"); }
         JsonDocument doc;
         try { doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 16 }); }
         catch (JsonException e) { throw Bad($"header is not well-formed JSON ({e.Message})"); }
