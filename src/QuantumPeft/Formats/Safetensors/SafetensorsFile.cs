@@ -116,6 +116,7 @@ public static class SafetensorsFile
                     fs.Write(len);
                     fs.Write(json);
                     for (int i = json.Length; i < padded; i++) fs.WriteByte((byte)' ');
+                    if (cpu.Count > 0) { fs.Flush(); TestHooks.Reach($"write:{Path.GetFileName(path)}"); }
                     foreach (var t in cpu) fs.Write(t.bytes);
                     fs.Flush(true);
                 }
