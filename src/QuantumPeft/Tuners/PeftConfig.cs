@@ -120,8 +120,13 @@ public abstract record PeftConfig
     }
 
     // The message of an ArgumentException without the " (Parameter 'x')" that .NET appends: in a file's error the key is already named.
-    static string WithoutParameter(Exception e) =>
-        e is ArgumentException { ParamName: { } name } ? e.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : e.Message;
+    // A null argument's message names nothing else, so there the name stays.
+    internal static string WithoutParameter(Exception e) => e switch
+    {
+        ArgumentNullException { ParamName: { } name } => $"{name} must not be null.",
+        ArgumentException { ParamName: { } name } => e.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal),
+        _ => e.Message,
+    };
 
     /// <summary>Adjusts a config read from a file for keys the writing version did not have yet (their defaults have changed since).</summary>
     /// <param name="file">The file's JSON object (keys this type does not know already removed).</param>

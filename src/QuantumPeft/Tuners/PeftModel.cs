@@ -360,7 +360,7 @@ public sealed class PeftModel
         }
         catch (ArgumentException e) when (e.ParamName is not (nameof(adapterName) or nameof(directory)))
         {
-            throw new InvalidDataException($"{directory}: {(e.ParamName is { } p ? e.Message.Replace($" (Parameter '{p}')", "", StringComparison.Ordinal) : e.Message)}", e);
+            throw new InvalidDataException($"{directory}: {PeftConfig.WithoutParameter(e)}", e);
         }
     }
 

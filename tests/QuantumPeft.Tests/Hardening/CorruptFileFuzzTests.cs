@@ -37,8 +37,11 @@ public sealed class CorruptFileFuzzTests(ITestOutputHelper output) : IDisposable
         Assert.True(o.Cases - o.Accepted >= minRejected, $"only {o.Cases - o.Accepted} rejected");
     }
 
-    [Fact]
-    public void Safetensors_reader_accepts_or_rejects_each_corrupt_file_naming_it()
+    // The timeout turns a reader that hangs into a failure instead of a stuck run.
+    [Fact(Timeout = 120_000)]
+    public Task Safetensors_reader_accepts_or_rejects_each_corrupt_file_naming_it() => Task.Run(() => Safetensors_reader_accepts_or_rejects_each_corrupt_file_naming_itCases());
+
+    void Safetensors_reader_accepts_or_rejects_each_corrupt_file_naming_itCases()
     {
         Directory.CreateDirectory(dir);
         var rng = new Random(20261201);
@@ -239,8 +242,10 @@ public sealed class CorruptFileFuzzTests(ITestOutputHelper output) : IDisposable
         return what;
     }
 
-    [Fact]
-    public void Adapter_config_parsing_accepts_or_rejects_each_mutation_naming_the_file()
+    [Fact(Timeout = 120_000)]
+    public Task Adapter_config_parsing_accepts_or_rejects_each_mutation_naming_the_file() => Task.Run(() => Adapter_config_parsing_accepts_or_rejects_each_mutation_naming_the_fileCases());
+
+    void Adapter_config_parsing_accepts_or_rejects_each_mutation_naming_the_fileCases()
     {
         // Every registered method's full config (all defaults written out) is a seed.
         var seeds = PeftRegistry.Names.Select(n => PeftConfig.FromJson($"{{\"peft_type\":\"{n}\",\"target_modules\":[\"query\",\"value\"]}}", []).ToJson()).ToList();
@@ -262,8 +267,10 @@ public sealed class CorruptFileFuzzTests(ITestOutputHelper output) : IDisposable
         Report(o, minAccepted: 200, minRejected: 500);
     }
 
-    [Fact]
-    public void Model_config_parsing_accepts_or_rejects_each_mutation_naming_the_file()
+    [Fact(Timeout = 120_000)]
+    public Task Model_config_parsing_accepts_or_rejects_each_mutation_naming_the_file() => Task.Run(() => Model_config_parsing_accepts_or_rejects_each_mutation_naming_the_fileCases());
+
+    void Model_config_parsing_accepts_or_rejects_each_mutation_naming_the_fileCases()
     {
         var bert = TinyBert.Config().ToJson();
         var gpt2 = TinyGpt2.ConfigJson();
@@ -291,8 +298,10 @@ public sealed class CorruptFileFuzzTests(ITestOutputHelper output) : IDisposable
         Report(o, minAccepted: 200, minRejected: 500);
     }
 
-    [Fact]
-    public void Adapter_loader_accepts_or_rejects_each_corrupt_adapter_folder_naming_it()
+    [Fact(Timeout = 120_000)]
+    public Task Adapter_loader_accepts_or_rejects_each_corrupt_adapter_folder_naming_it() => Task.Run(() => Adapter_loader_accepts_or_rejects_each_corrupt_adapter_folder_naming_itCases());
+
+    void Adapter_loader_accepts_or_rejects_each_corrupt_adapter_folder_naming_itCases()
     {
         var seeds = new List<string>();
         foreach (var (k, config) in new (int, PeftConfig)[]
