@@ -32,6 +32,8 @@ internal sealed record TrainerState
 /// Checkpoint folder DIR/checkpoint: trainer_state.json, trainable.safetensors (trainable tensors),
 /// best.safetensors (keep-best tensors) and optimizer.bin (AdamW moments, TorchSharp's own format). Written
 /// into a temporary folder, then swapped in by rename, so a crash leaves either the old or the new checkpoint, never a half-written one.
+/// A process killed at any point (tests/Hardening/KillAndResumeTests kills the real qpeft train inside these writes) resumes from
+/// the last complete checkpoint; the next save removes what the killed one left (checkpoint.tmp-*, checkpoint.old-*).
 /// </summary>
 internal static class TrainingCheckpoint
 {
