@@ -64,7 +64,7 @@ public sealed class ViTAdapterTests(ITestOutputHelper output) : IDisposable
         model.train();
         var optimizer = optim.Adam(model.parameters().Where(p => p.requires_grad), lr: 0.02);
         var losses = new List<double>();
-        for (int step = 0; step < 6; step++)
+        for (int step = 0; step < 4; step++)
         {
             using var scope = NewDisposeScope();
             optimizer.zero_grad();

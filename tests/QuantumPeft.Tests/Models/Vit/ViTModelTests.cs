@@ -1,17 +1,26 @@
 using System.Text.Json;
 using QuantumPeft.Models.Vision;
 using QuantumPeft.Models.Vit;
+using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace QuantumPeft.Tests.Models.Vit;
 
 /// <summary>Loading ViT folders of every layout, checked against the plain double-precision forward pass in <see cref="TinyViT"/>.</summary>
-public sealed class ViTModelTests : IDisposable
+public sealed class ViTModelTests(ITestOutputHelper output) : IDisposable
 {
     readonly string _dir = Directory.CreateTempSubdirectory("qpeft-vit-").FullName;
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     readonly List<string> _log = [];
+
+    // The measured difference, written to the test output so a run shows the agreement, not only that it passed.
+    double Diff(string what, Tensor a, Tensor b)
+    {
+        var d = TinyViT.MaxAbsDiff(a, b);
+        output.WriteLine($"{what}: max |diff| {d:E2}");
+        return d;
+    }
     ImageLoadOptions Options(int? numLabels = null) => new(NumLabels: numLabels, Log: _log.Add);
 
     [Fact]
@@ -35,9 +44,23 @@ public sealed class ViTModelTests : IDisposable
             using var logits = model.Logits(pixels);
             Assert.Equal(new long[] { 3, TinyViT.Classes }, logits.shape);
             Assert.Equal(ScalarType.Float32, logits.dtype);
-            Assert.True(TinyViT.MaxAbsDiff(logits, expected) < 2e-5, $"max diff {TinyViT.MaxAbsDiff(logits, expected)}");
+            Assert.True(Diff("logits vs reference", logits, expected) < 2e-5);
             // Not trivially equal: the images give different logits.
             Assert.True(TinyViT.MaxAbsDiff(logits[0], logits[1]) > 1e-2);
+        }
+
+        // The backbone alone from the same folder: vit. stripped, the classifier set aside, no pooler (the checkpoint has none).
+        var (backbone, backboneReport) = HfViTLoader.LoadModel(folder, log: _log.Add);
+        using var _b = backbone;
+        Assert.False(backbone.HasPooler);
+        Assert.True(backboneReport.IsClean);
+        Assert.Equal(["classifier.bias", "classifier.weight"], backboneReport.Ignored.Order());
+        using (no_grad())
+        {
+            using var hidden = backbone.forward(pixels);
+            using var reference = TinyViT.ReferenceHidden(weights, pixels);
+            Assert.Equal(new long[] { 3, 17, TinyViT.Hidden }, hidden.shape);
+            Assert.True(Diff("bare ViTModel hidden vs reference", hidden, reference) < 2e-5);
         }
     }
 
@@ -61,10 +84,10 @@ public sealed class ViTModelTests : IDisposable
         using var grid = positions.narrow(1, 1, 16).reshape(1, 4, 4, TinyViT.Hidden).permute(0, 3, 1, 2);
         using var direct = nn.functional.interpolate(grid, size: [6, 8], mode: InterpolationMode.Bicubic, align_corners: false)
             .permute(0, 2, 3, 1).reshape(1, 48, TinyViT.Hidden);
-        Assert.True(TinyViT.MaxAbsDiff(resized.narrow(1, 1, 48), direct) < 1e-6);
+        Assert.True(Diff("positions vs torch bicubic", resized.narrow(1, 1, 48), direct) < 1e-6);
         Assert.Equal(0.0, TinyViT.MaxAbsDiff(resized.narrow(1, 0, 1), positions.narrow(1, 0, 1)));
         using var byHand = TinyViT.ReferencePositions(positions.to(ScalarType.Float64), 6, 8);
-        Assert.True(TinyViT.MaxAbsDiff(resized, byHand) < 1e-5, $"max diff {TinyViT.MaxAbsDiff(resized, byHand)}");
+        Assert.True(Diff("positions vs hand bicubic", resized, byHand) < 1e-5);
         // A real resize, not a copy: the grid's values moved.
         Assert.True(TinyViT.MaxAbsDiff(resized.narrow(1, 1, 16), positions.narrow(1, 1, 16)) > 1e-2);
 
@@ -74,7 +97,7 @@ public sealed class ViTModelTests : IDisposable
             using var pixels = TinyViT.Pixels(2, h, w);
             using var logits = model.Logits(pixels);
             using var expected = TinyViT.ReferenceLogits(weights, pixels);
-            Assert.True(TinyViT.MaxAbsDiff(logits, expected) < 2e-5, $"{h} x {w}: max diff {TinyViT.MaxAbsDiff(logits, expected)}");
+            Assert.True(Diff($"logits at {h} x {w} vs reference", logits, expected) < 2e-5);
         }
     }
 
@@ -107,7 +130,7 @@ public sealed class ViTModelTests : IDisposable
         {
             using var hidden = model.Vit.forward(pixels);
             using var expected = TinyViT.ReferenceHidden(rounded, pixels);
-            Assert.True(TinyViT.MaxAbsDiff(hidden, expected) < 2e-5, $"max diff {TinyViT.MaxAbsDiff(hidden, expected)}");
+            Assert.True(Diff("bf16 sharded hidden vs reference", hidden, expected) < 2e-5);
         }
 
         // The bare model keeps its pooler: dense + tanh on [CLS].
@@ -122,7 +145,7 @@ public sealed class ViTModelTests : IDisposable
             using var pooled = backbone.Pool(hidden);
             using var reference = TinyViT.ReferenceHidden(rounded, pixels).select(1, 0);
             using var expected = (reference.matmul(bare["pooler.dense.weight"].to(ScalarType.Float64).t()) + bare["pooler.dense.bias"].to(ScalarType.Float64)).tanh();
-            Assert.True(TinyViT.MaxAbsDiff(pooled, expected) < 2e-5);
+            Assert.True(Diff("pooler vs reference", pooled, expected) < 2e-5);
         }
     }
 
@@ -153,7 +176,7 @@ public sealed class ViTModelTests : IDisposable
             var head = vit.state_dict();
             using var cls = TinyViT.ReferenceHidden(weights, pixels).select(1, 0);
             using var expected = cls.matmul(head["classifier.weight"].to(ScalarType.Float64).t()) + head["classifier.bias"].to(ScalarType.Float64);
-            Assert.True(TinyViT.MaxAbsDiff(logits, expected) < 2e-5);
+            Assert.True(Diff("new head logits vs reference", logits, expected) < 2e-5);
             // transformers' initialisation: truncated normal(0, 0.02) weights, zero bias.
             Assert.Equal(0.0, head["classifier.bias"].abs().max().item<float>());
             var std = head["classifier.weight"].std().item<float>();
@@ -186,7 +209,7 @@ public sealed class ViTModelTests : IDisposable
         using (no_grad())
         {
             using var logits = model.Logits(pixels);
-            Assert.True(TinyViT.MaxAbsDiff(logits, expected) < 2e-5);
+            Assert.True(Diff("pytorch_model.bin logits vs reference", logits, expected) < 2e-5);
         }
     }
 
@@ -279,5 +302,31 @@ public sealed class ViTModelTests : IDisposable
         long rest = 768 + 197 * 768 + 3 * 16 * 16 * 768 + 768 + 2 * 768 + 768 * 768 + 768;
         Assert.Equal(perLayer + rest, model.parameters().Sum(p => p.numel()));
         Assert.Equal(86_389_248, 12 * perLayer + rest);
+    }
+
+    [Fact]
+    public void Fresh_weights_follow_transformers_initialisation_and_dropout_acts_only_in_training()
+    {
+        var config = ViTConfig.FromJson(TinyViT.Json(TinyViT.Config())) with { InitializerRange = 0.05, HiddenDropoutProb = 0.3 };
+        using var model = new ViTForImageClassification(config, 3, seed: 4);
+        var state = model.state_dict();
+        foreach (var name in new[] { "vit.embeddings.position_embeddings", "vit.embeddings.cls_token", "vit.embeddings.patch_embeddings.projection.weight",
+                                     "vit.encoder.layer.1.attention.attention.query.weight", "classifier.weight" })
+        {
+            var std = state[name].std().item<float>();
+            Assert.InRange(std, name.Contains("cls_token") ? 0.02 : 0.04, name.Contains("cls_token") ? 0.09 : 0.06);
+        }
+        Assert.Equal(0.0, state["vit.encoder.layer.0.intermediate.dense.bias"].abs().max().item<float>());
+        Assert.Equal(1.0, state["vit.encoder.layer.0.layernorm_before.weight"].min().item<float>());
+        // The same seed, the same model.
+        using var twin = new ViTForImageClassification(config, 3, seed: 4);
+        Assert.Equal(0.0, TinyViT.MaxAbsDiff(state["vit.embeddings.position_embeddings"], twin.state_dict()["vit.embeddings.position_embeddings"]));
+
+        using var pixels = TinyViT.Pixels(2);
+        using var noGrad = no_grad();
+        model.train();
+        using (var a = model.Logits(pixels)) using (var b = model.Logits(pixels)) Assert.True(TinyViT.MaxAbsDiff(a, b) > 1e-4);
+        model.eval();
+        using (var a = model.Logits(pixels)) using (var b = model.Logits(pixels)) Assert.Equal(0.0, TinyViT.MaxAbsDiff(a, b));
     }
 }
