@@ -52,6 +52,7 @@ public static class ImageClassifiers
     // One line per architecture folder (Models/Vit, Models/ResNet).
     static readonly List<Architecture> architectures =
     [
+        new(Vit.ViTConfig.SupportedModelTypes, Vit.HfViTLoader.Load),
     ];
 
     /// <summary>Every model_type an image classifier folder may have.</summary>
