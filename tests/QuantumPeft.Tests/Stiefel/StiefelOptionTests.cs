@@ -408,4 +408,73 @@ public class StiefelOptionTests
         Assert.Contains(choices, e.Message);
         Assert.Equal(param, Assert.ThrowsAny<ArgumentException>(() => StiefelMaps.CountParameters(16, 2, o)).ParamName);
     }
+
+    [Fact]
+    public void Adapters_with_the_options_count_batch_save_load_and_quantize()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "qpeft-options-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var config = QuantumPeft.Tests.Tuners.InjectionTests.Quantum("query", "value", "fc1", "fc2", "dense") with
+            {
+                InitLambda = "random",
+                StiefelU = Pauli(2, "s2d", 3, init: "period"),
+                StiefelV = Pauli(1, "full", 2, init: "period"),
+            };
+            var model = QuantumPeft.Tests.Tuners.TinyModel.Create(3);
+            var peft = PeftModel.Inject(model, config);
+            var branches = peft.AdaptedLayers.Select(l => (QuantumBranch)l.Layer["default"]).ToList();
+            Assert.Equal(branches.Sum(b => config.CountParameters(b.InFeatures, b.OutFeatures)), peft.Report().AdapterParams);
+            Assert.All(branches, b => Assert.True(((PauliCircuitMap)b.MapU).FullRotations && ((PauliCircuitMap)b.MapV).FullRotations));
+            using (no_grad())
+                foreach (var b in branches)
+                {
+                    var (u, v, _) = b.Factors();
+                    Assert.True(OrthError(u) <= 1e-5 && OrthError(v) <= 1e-5);
+                }
+
+            var x = QuantumPeft.Tests.Tuners.TinyModel.Input();
+            var parameters = peft.NamedAdapterParameters().Select(p => p.Parameter).ToList();
+            (Tensor Y, List<Tensor> Grads) Run(bool batched)
+            {
+                PauliCircuitBatch.Enabled = batched;
+                try
+                {
+                    foreach (var p in parameters) p.grad?.zero_();
+                    var y = model.forward(x);
+                    y.square().sum().backward();
+                    return (y.detach().clone(), parameters.Select(p => p.grad!.clone()).ToList());
+                }
+                finally { PauliCircuitBatch.Enabled = true; }
+            }
+            var (yb, gb) = Run(true);
+            var (ya, ga) = Run(false);
+            Assert.True(QuantumPeft.Tests.Tuners.InjectionTests.MaxDiff(yb, ya) < 1e-5);
+            Assert.Contains(ga, g => g.abs().max().item<float>() > 1e-3);
+            for (int i = 0; i < parameters.Count; i++) Assert.True(QuantumPeft.Tests.Tuners.InjectionTests.MaxDiff(gb[i], ga[i]) < 1e-4, $"parameter {i}");
+
+            peft.Save(dir);
+            var fresh = QuantumPeft.Tests.Tuners.TinyModel.Create(3);
+            var warnings = new List<string>();
+            var loaded = PeftModel.Load(fresh, dir, warnings: warnings);
+            Assert.Empty(warnings);
+            Assert.Equal(config.StiefelU, ((QuantumPeftConfig)loaded.ActiveConfig).StiefelU);
+            Assert.Equal(config.StiefelV, ((QuantumPeftConfig)loaded.ActiveConfig).StiefelV);
+            using (no_grad()) Assert.True(QuantumPeft.Tests.Tuners.InjectionTests.MaxDiff(ya, fresh.forward(x)) < 1e-6);
+
+            // 8-bit angles over the 4 pi period: the circuit stays exactly orthonormal and close to the float one.
+            loaded.Quantize(8, 8);
+            using (no_grad())
+            {
+                foreach (var b in loaded.AdaptedLayers.Select(l => (QuantumBranch)l.Layer["default"]))
+                {
+                    var (u, v, _) = b.Factors();
+                    Assert.True(OrthError(u) <= 1e-5 && OrthError(v) <= 1e-5);
+                }
+                double drift = QuantumPeft.Tests.Tuners.InjectionTests.MaxDiff(ya, fresh.forward(x));
+                Assert.True(drift > 0 && drift < 0.2 * ya.abs().max().item<float>(), $"quantization drift {drift:E2}");
+            }
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
 }
