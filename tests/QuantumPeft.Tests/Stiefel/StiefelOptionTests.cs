@@ -477,4 +477,23 @@ public class StiefelOptionTests
         }
         finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
     }
+
+    [Fact]
+    public void Map_options_set_by_key_reach_both_sides_or_one()
+    {
+        var o = System.Text.Json.Nodes.JsonNode.Parse(Config(new StiefelMapOptions(), new StiefelMapOptions()).ToJson())!.AsObject();
+        Assert.True(QuantumPeftConfig.SetMapOption(o, "init", "period"));
+        Assert.True(QuantumPeftConfig.SetMapOption(o, "gate_order", "s2d"));
+        Assert.True(QuantumPeftConfig.SetMapOption(o, "stiefel_v.local_qubits", 3));
+        Assert.False(QuantumPeftConfig.SetMapOption(o, "alpha", 3));
+        Assert.False(QuantumPeftConfig.SetMapOption(o, "stiefel_w.init", "zeros"));
+        Assert.Contains("local_qubits", QuantumPeftConfig.MapOptionKeys);
+        var config = (QuantumPeftConfig)PeftConfig.FromJson(o.ToJsonString());
+        config.Validate();
+        Assert.Equal(new StiefelMapOptions { Init = "period", GateOrder = "s2d" }, config.StiefelU);
+        Assert.Equal(new StiefelMapOptions { Init = "period", GateOrder = "s2d", LocalQubits = 3 }, config.StiefelV);
+        QuantumPeftConfig.SetMapOption(o, "gate_order", "zigzag");
+        var e = Assert.ThrowsAny<ArgumentException>(((QuantumPeftConfig)PeftConfig.FromJson(o.ToJsonString())).Validate);
+        Assert.Contains("stiefel_u.gate_order", e.Message);
+    }
 }

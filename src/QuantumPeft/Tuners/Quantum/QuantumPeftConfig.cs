@@ -101,6 +101,29 @@ public sealed record QuantumPeftConfig : PeftConfig
         Quantization?.Validate();
     }
 
+    /// <summary>The keys of a map's options inside stiefel_u / stiefel_v (kind, layers, gate_order, local_qubits, init, init_scale, ...).</summary>
+    public static IReadOnlyList<string> MapOptionKeys { get; } =
+        JsonOptions.GetTypeInfo(typeof(StiefelMapOptions)).Properties.Select(p => p.Name).ToArray();
+
+    /// <summary>
+    /// Sets one map option in an adapter_config.json object: <c>init</c> (or any of <see cref="MapOptionKeys"/>) on both
+    /// sides, <c>stiefel_u.init</c> / <c>stiefel_v.init</c> on one; false (nothing changed) when the key is no map option.
+    /// </summary>
+    /// <remarks>For KEY=VALUE settings such as <c>--set init=period</c>: the options live one level down, under each side.</remarks>
+    public static bool SetMapOption(System.Text.Json.Nodes.JsonObject config, string key, System.Text.Json.Nodes.JsonNode? value)
+    {
+        var dot = key.IndexOf('.');
+        var sides = dot < 0 ? ["stiefel_u", "stiefel_v"] : new[] { key[..dot] };
+        var field = dot < 0 ? key : key[(dot + 1)..];
+        if (!MapOptionKeys.Contains(field) || sides.Any(s => s is not ("stiefel_u" or "stiefel_v"))) return false;
+        foreach (var side in sides)
+        {
+            if (config[side] is not System.Text.Json.Nodes.JsonObject options) config[side] = options = [];
+            options[field] = value?.DeepClone();
+        }
+        return true;
+    }
+
     // A map option as a file names it (stiefel_u.gate_order), with the choices the map's own check lists.
     static void ValidateMap(StiefelMapOptions options, string key, string param)
     {
