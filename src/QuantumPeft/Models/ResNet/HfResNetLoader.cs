@@ -40,6 +40,7 @@ public static class HfResNetLoader
             var mismatched = weights.Where(p => p.Key.StartsWith(HeadPrefix, StringComparison.Ordinal)
                 && (!expected.TryGetValue(p.Key, out var shape) || !shape.SequenceEqual(p.Value.shape))).Select(p => p.Key).ToList();
             var usable = weights.Where(p => !mismatched.Contains(p.Key)).ToDictionary(p => p.Key, p => p.Value);
+            AddBatchCounts(model, usable, weights);
             var report = HfStateDict.Load(model, usable, folder, new HfLoadOptions(BasePrefix, ExpectedMissing: [HeadPrefix]), log);
             if (mismatched.Count > 0)
             {
@@ -63,6 +64,7 @@ public static class HfResNetLoader
         try
         {
             var model = new ResNetModel(config, seed);
+            AddBatchCounts(model, weights, weights);
             var report = HfStateDict.Load(model, weights, folder, new HfLoadOptions(BasePrefix, IgnoredUnexpected: [HeadPrefix]), log);
             return (MoveTo(model, device), report);
         }
@@ -109,6 +111,23 @@ public static class HfResNetLoader
         if (copyFilesFrom is null || Path.GetFullPath(copyFilesFrom) == Path.GetFullPath(folder)) return;
         var from = Path.Combine(copyFilesFrom, PreprocessorConfig);
         if (File.Exists(from)) AtomicFile.WriteAllBytes(Path.Combine(folder, PreprocessorConfig), File.ReadAllBytes(from));
+    }
+
+    // PyTorch's BatchNorm loads a checkpoint without num_batches_tracked (older ones lack it) as 0, silently; so do we,
+    // rather than report it missing. The zeros go into owned (disposed with the checkpoint) under the checkpoint's naming.
+    static void AddBatchCounts(nn.Module model, Dictionary<string, Tensor> checkpoint, Dictionary<string, Tensor> owned)
+    {
+        static string Bare(string name) => name.StartsWith(BasePrefix, StringComparison.Ordinal) ? name[BasePrefix.Length..] : name;
+        bool prefixed = checkpoint.Keys.Any(k => k.StartsWith(BasePrefix, StringComparison.Ordinal));
+        var present = checkpoint.Keys.Select(Bare).ToHashSet();
+        foreach (var key in model.state_dict().Keys.Where(k => k.EndsWith(".num_batches_tracked", StringComparison.Ordinal)).Select(Bare))
+        {
+            if (present.Contains(key)) continue;
+            var zero = tensor(0L);
+            var name = prefixed ? BasePrefix + key : key;
+            checkpoint[name] = zero;
+            if (!ReferenceEquals(owned, checkpoint)) owned[name] = zero;
+        }
     }
 
     static List<string>? ConfigLabels(ResNetConfig config, int count)

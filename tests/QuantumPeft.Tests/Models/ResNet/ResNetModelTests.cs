@@ -105,6 +105,26 @@ public sealed class ResNetModelTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void ABaseCheckpointWithoutBatchCountsLoadsClean()
+    {
+        // A ResNetModel checkpoint (names embedder.*, encoder.*) from before num_batches_tracked existed.
+        var weights = TinyResNet.WriteFolder(dir, numLabels: 0, batchCounts: false, prefixed: false);
+        Assert.DoesNotContain(weights.Keys, k => k.StartsWith("resnet.", StringComparison.Ordinal));
+        var notes = new List<string>();
+        var (model, report) = HfResNetLoader.LoadForImageClassification(dir, numLabels: 2, log: notes.Add);
+        using (model)
+        {
+            Assert.True(report.IsClean, string.Join("; ", notes));
+            Assert.Empty(report.Unexpected);
+            Assert.Equal(["classifier.1.bias", "classifier.1.weight"], report.NewlyInitialized.Order(StringComparer.Ordinal));
+            Assert.True(model.state_dict()["resnet.encoder.stages.1.layers.0.shortcut.convolution.weight"]
+                .equal(weights["encoder.stages.1.layers.0.shortcut.convolution.weight"]).all().item<bool>());
+        }
+        var (backbone, backboneReport) = HfResNetLoader.LoadModelWithReport(dir, log: notes.Add);
+        using (backbone) Assert.True(backboneReport.IsClean, string.Join("; ", notes));
+    }
+
+    [Fact]
     public void AHeadOfAnotherSizeIsReplacedAndReported()
     {
         TinyResNet.WriteFolder(dir, numLabels: 3);

@@ -71,10 +71,12 @@ static class TinyResNet
 
     /// <summary>Writes config.json (+ id2label when numLabels > 0) and model.safetensors; returns the weights written (float32).</summary>
     public static Dictionary<string, Tensor> WriteFolder(string folder, string layerType = "basic", int numLabels = 3, long seed = 1,
-        ScalarType dtype = ScalarType.Float32, Dictionary<string, object>? extra = null)
+        ScalarType dtype = ScalarType.Float32, Dictionary<string, object>? extra = null, bool batchCounts = true, bool prefixed = true)
     {
         Directory.CreateDirectory(folder);
         var weights = Weights(layerType, numLabels, seed);
+        // Older checkpoints have no num_batches_tracked; ResNetModel checkpoints may have no "resnet." prefix.
+        if (!batchCounts) foreach (var k in weights.Keys.Where(k => k.EndsWith("num_batches_tracked", StringComparison.Ordinal)).ToList()) weights.Remove(k);
         var config = new Dictionary<string, object>
         {
             ["model_type"] = "resnet", ["num_channels"] = Channels, ["embedding_size"] = Embedding,
@@ -88,7 +90,8 @@ static class TinyResNet
         }
         foreach (var (k, v) in extra ?? []) config[k] = v;
         File.WriteAllText(Path.Combine(folder, "config.json"), JsonSerializer.Serialize(config));
-        var stored = weights.ToDictionary(p => p.Key, p => p.Value.is_floating_point() ? p.Value.to_type(dtype) : p.Value);
+        var stored = weights.ToDictionary(p => prefixed || !p.Key.StartsWith("resnet.", StringComparison.Ordinal) ? p.Key : p.Key["resnet.".Length..],
+            p => p.Value.is_floating_point() ? p.Value.to_type(dtype) : p.Value);
         SafetensorsFile.Write(Path.Combine(folder, "model.safetensors"), stored);
         // What the model should see: the stored values read back as float32 (bf16 rounds).
         return stored.ToDictionary(p => p.Key, p => p.Value.is_floating_point() ? p.Value.to_type(ScalarType.Float32) : p.Value);
