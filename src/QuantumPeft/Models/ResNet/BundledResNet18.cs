@@ -26,15 +26,29 @@ public static class BundledResNet18
     public const string Package = "Microsoft.ML.DnnImageFeaturizer.ResNet18";
     public const string PackageVersion = "0.23.1";
 
-    /// <summary>Where the package's build step puts the network graph.</summary>
-    public static string OnnxPath => Path.Combine(AppContext.BaseDirectory, "DnnImageModels", "ResNet18Onnx", "ResNet18.onnx");
+    /// <summary>The network graph: beside the application (where this library's build copies it), else in the NuGet package cache.</summary>
+    public static string OnnxPath => Locate(Path.Combine("ResNet18Onnx", "ResNet18.onnx"));
 
-    /// <summary>Where the package's build step puts the preprocessing graph.</summary>
-    public static string PreprocessOnnxPath => Path.Combine(AppContext.BaseDirectory, "DnnImageModels", "ResNetPrepOnnx", "ResNetPreprocess.onnx");
+    /// <summary>The preprocessing graph, found as <see cref="OnnxPath"/> is.</summary>
+    public static string PreprocessOnnxPath => Locate(Path.Combine("ResNetPrepOnnx", "ResNetPreprocess.onnx"));
 
-    /// <summary>Opens one of the package's graphs, or says where it was expected.</summary>
+    /// <summary>Opens one of the package's graphs, or says where it was expected and how to get it.</summary>
     public static Stream Open(string path) => File.Exists(path) ? File.OpenRead(path)
-        : throw new FileNotFoundException($"'{path}' not found: the {Package} {PackageVersion} package copies it beside the application at build time (is the build output complete?).", path);
+        : throw new FileNotFoundException(
+            $"'{path}' not found: it comes from NuGet {Package} {PackageVersion}, which this library's build copies beside the application; " +
+            $"an application that uses the packed library can add <PackageDownload Include=\"{Package}\" Version=\"[{PackageVersion}]\" /> to have it in the package cache.", path);
+
+    // An application built with the library's project has the files beside it; one that uses the packed library finds
+    // them in the package cache ($NUGET_PACKAGES, else ~/.nuget/packages) once the package has been restored.
+    static string Locate(string relative)
+    {
+        var beside = Path.Combine(AppContext.BaseDirectory, "DnnImageModels", relative);
+        if (File.Exists(beside)) return beside;
+        var cache = Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } root ? root
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
+        var cached = Path.Combine(cache, Package.ToLowerInvariant(), PackageVersion, "tools", "DnnImageModels", relative);
+        return File.Exists(cached) ? cached : beside;
+    }
 
     /// <summary>Writes the folder (config.json, model.safetensors, preprocessor_config.json, the import marker), then loads it back and requires every tensor to fit.</summary>
     internal static ModelImportResult Write(string folder, string markerFile, int importVersion)
