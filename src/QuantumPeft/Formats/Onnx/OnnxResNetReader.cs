@@ -238,7 +238,7 @@ public static class OnnxResNetReader
                 {
                     2 => "basic",
                     3 => "bottleneck",
-                    _ => throw Error($"{prefix}: {layers.Count} convolution before the residual Add; expected 2 (basic) or 3 (bottleneck)"),
+                    _ => throw Error($"{prefix}: {layers.Count} convolutions before the residual Add; expected 2 (basic) or 3 (bottleneck)"),
                 };
                 if (layerType is not null && type != layerType) throw Error($"{prefix}: a {type} layer after {layerType} ones; transformers' ResNet has one layer type");
                 layerType = type;

@@ -80,6 +80,44 @@ public sealed class ResNetModelTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("resnet.encoder.stages.1.layers.0.shortcut.convolution", convs);
     }
 
+    /// <summary>A stand-in for an adapter: the frozen convolution as base_layer, its output scaled.</summary>
+    sealed class ScaledConv : nn.Module<Tensor, Tensor>
+    {
+        private readonly nn.Module<Tensor, Tensor> base_layer;
+        public double Scale { get; set; } = 1;
+
+        public ScaledConv(nn.Module<Tensor, Tensor> baseLayer) : base(nameof(ScaledConv))
+        {
+            base_layer = baseLayer;
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor x) => base_layer.call(x) * Scale;
+    }
+
+    [Fact]
+    public void ConvolutionsCanBeReplacedByNameAsAdaptersAre()
+    {
+        TinyResNet.WriteFolder(dir, numLabels: 3);
+        using var model = ImageClassifiers.Load(dir);
+        model.Module.eval();
+        using var x = Pixels();
+        using var noGrad = no_grad();
+        using var before = model.Logits(x);
+        foreach (var path in new[] { "resnet.encoder.stages.1.layers.0.layer.0.convolution", "resnet.encoder.stages.1.layers.0.shortcut.convolution" })
+        {
+            var conv = (nn.Module<Tensor, Tensor>)QuantumPeft.Tuners.ModuleTree.Get(model.Module, path);
+            QuantumPeft.Tuners.ModuleTree.Replace(model.Module, path, new ScaledConv(conv));
+        }
+        var names = model.Module.state_dict().Keys.ToList();
+        Assert.Contains("resnet.encoder.stages.1.layers.0.shortcut.convolution.base_layer.weight", names);
+        Assert.DoesNotContain("resnet.encoder.stages.1.layers.0.shortcut.convolution.weight", names);
+        using (var same = model.Logits(x)) Assert.Equal(0.0, TinyResNet.MaxAbsDiff(before, same));
+        foreach (var m in model.Module.modules().OfType<ScaledConv>()) m.Scale = 0.5;
+        using var changed = model.Logits(x);
+        Assert.True(TinyResNet.MaxAbsDiff(before, changed) > 1e-3, "forward should call the replacement");
+    }
+
     [Fact]
     public void ABackboneFolderGetsANewHeadThatIsReported()
     {
