@@ -53,6 +53,7 @@ public static class ImageClassifiers
     static readonly List<Architecture> architectures =
     [
         new(Vit.ViTConfig.SupportedModelTypes, Vit.HfViTLoader.Load),
+        new(ResNet.ResNetConfig.SupportedModelTypes, (folder, options) => ResNet.ResNetImageClassifier.LoadWithReport(folder, options)),
     ];
 
     /// <summary>Every model_type an image classifier folder may have.</summary>
