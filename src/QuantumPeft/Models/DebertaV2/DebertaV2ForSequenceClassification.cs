@@ -36,6 +36,12 @@ public sealed class DebertaV2ForSequenceClassification : nn.Module<Tensor, Tenso
     /// <summary>The head's module names, for modules_to_save and head-only training: the classifier and the ContextPooler.</summary>
     public static readonly IReadOnlyList<string> HeadModules = ["classifier", "pooler"];
 
+    /// <summary>
+    /// The paper's DeBERTaV3 target set (AdaLoRA's six matrices per layer: query, key, value, attention output, intermediate,
+    /// output) as target_modules suffixes; "output.dense" also matches attention.output.dense, which is in the set anyway.
+    /// </summary>
+    public static readonly IReadOnlyList<string> PaperTargetModules = ["query_proj", "key_proj", "value_proj", "attention.output.dense", "intermediate.dense", "output.dense"];
+
     private readonly DebertaV2Model deberta;
     private readonly ContextPooler pooler;
     private readonly Dropout dropout;

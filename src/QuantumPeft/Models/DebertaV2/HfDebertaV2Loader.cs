@@ -15,8 +15,9 @@ public static class HfDebertaV2Loader
     const string BasePrefix = "deberta.";
 
     // Never worth a warning: a buffer older checkpoints saved, absolute positions a relative-only model does not have
-    // (transformers' _keys_to_ignore_on_load_unexpected), and the pre-training heads of base checkpoints (MLM, RTD).
-    static readonly string[] AlwaysIgnored = ["embeddings.position_ids", "embeddings.position_embeddings.weight", "lm_predictions.", "mask_predictions.", "cls.", "lm_head."];
+    // (transformers' _keys_to_ignore_on_load_unexpected), and the pre-training heads of base checkpoints: the MLM head
+    // (lm_predictions.*, or cls.* in the legacy layout) and DeBERTa-v3's replaced-token-detection head (mask_predictions.*).
+    static readonly string[] AlwaysIgnored = ["embeddings.position_ids", "embeddings.position_embeddings.weight", "lm_predictions.", "mask_predictions.", "cls."];
 
     /// <summary>Reads and validates the folder's config.json (throws for a missing file or an unsupported value, naming the key).</summary>
     public static DebertaV2Config LoadConfig(string folder) => DebertaV2Config.Load(HfCheckpoint.ConfigPath(folder));

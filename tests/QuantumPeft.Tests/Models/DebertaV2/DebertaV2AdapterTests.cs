@@ -81,4 +81,17 @@ public sealed class DebertaV2AdapterTests : IDisposable
         model.Dispose();
         fresh.Dispose();
     }
+
+    [Fact]
+    public void PaperTargetSetIsSixMatricesPerLayer()
+    {
+        using var model = new DebertaV2ForSequenceClassification(TinyDeberta.Config(TinyDeberta.ConfigJson(shareAttKey: false)), 2);
+        var peft = PeftModel.Inject(model, new LoraConfig { R = 2, LoraAlpha = 4, TargetModules = ModuleSelector.Of([.. DebertaV2ForSequenceClassification.PaperTargetModules]) });
+        var paths = peft.AdaptedLayers.Select(l => l.Path).ToList();
+        Assert.Equal(6 * TinyDeberta.Layers, paths.Count);
+        Assert.Contains("deberta.encoder.layer.1.attention.output.dense", paths);
+        Assert.Contains("deberta.encoder.layer.0.output.dense", paths);
+        // The position projections and the head stay as they are.
+        Assert.DoesNotContain(paths, p => p.Contains("pos_") || p.StartsWith("pooler", StringComparison.Ordinal) || p.StartsWith("classifier", StringComparison.Ordinal));
+    }
 }

@@ -88,12 +88,20 @@ public sealed class DebertaV2ModelTests : IDisposable
         var json = TinyDeberta.ConfigJson(share, positionBiased, buckets, types, conv, embeddingSize, stringPosAttType ? JsonValue.Create("p2c|c2p") : null);
         using var source = new DebertaV2ForSequenceClassification(TinyDeberta.Config(json), 3);
         TinyDeberta.Randomize(source, 11);
-        var folder = TinyDeberta.WriteFolder(Path.Combine(_dir, "m"), json, source.state_dict());
+        // What pre-training checkpoints also hold: the old position_ids buffer and the MLM / RTD heads, dropped without a warning.
+        var tensors = new Dictionary<string, Tensor>(source.state_dict())
+        {
+            ["deberta.embeddings.position_ids"] = arange(32, dtype: ScalarType.Int64).unsqueeze(0),
+            ["lm_predictions.lm_head.dense.weight"] = zeros(TinyDeberta.Hidden, TinyDeberta.Hidden),
+            ["mask_predictions.classifier.weight"] = zeros(1, TinyDeberta.Hidden),
+        };
+        var folder = TinyDeberta.WriteFolder(Path.Combine(_dir, "m"), json, tensors);
 
         var (model, report) = HfDebertaV2Loader.LoadForSequenceClassification(folder, 3, log: _ => { });
         using var _ = model;
         Assert.True(report.IsClean, string.Join(", ", report.Missing.Concat(report.Unexpected)));
         Assert.Empty(report.NewlyInitialized);
+        Assert.Equal(3, report.Ignored.Count);
         model.eval();
         var (ids, mask, tt) = TinyDeberta.Batch();
         using var logits = model.call(ids, mask, types > 0 ? tt : null);
