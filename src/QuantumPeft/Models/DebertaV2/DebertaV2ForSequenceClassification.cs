@@ -78,4 +78,8 @@ public sealed class DebertaV2ForSequenceClassification : nn.Module<Tensor, Tenso
         using var pooled = pooler.call(hidden);
         return classifier.call(dropout.call(pooled));
     }
+
+    /// <summary>Loads a Hugging Face DeBERTa-v2 / v3 folder (base or task checkpoint); a missing or differently sized head starts from <paramref name="seed"/>.</summary>
+    public static DebertaV2ForSequenceClassification FromPretrained(string folder, int numLabels, long seed = 0, Device? device = null) =>
+        HfDebertaV2Loader.LoadForSequenceClassification(folder, numLabels, seed, device: device).Model;
 }

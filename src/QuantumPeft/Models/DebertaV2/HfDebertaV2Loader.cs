@@ -1,5 +1,4 @@
 using System.Text.Json;
-using QuantumPeft.Formats;
 using QuantumPeft.Formats.HuggingFace;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -9,9 +8,6 @@ namespace QuantumPeft.Models.DebertaV2;
 /// <summary>Loads and saves DeBERTa-v2 / v3 models as Hugging Face folders (config.json + safetensors / sharded / pytorch_model.bin).</summary>
 public static class HfDebertaV2Loader
 {
-    /// <summary>DebertaV2Tokenizer's SentencePiece model file.</summary>
-    public const string SentencePieceFile = "spm.model";
-
     const string BasePrefix = "deberta.";
 
     // Never worth a warning: a buffer older checkpoints saved, absolute positions a relative-only model does not have
@@ -143,11 +139,6 @@ public static class HfDebertaV2Loader
         // Non-persistent in transformers: never written by save_pretrained.
         var tensors = stateDict.Where(p => !p.Key.EndsWith("position_ids", StringComparison.Ordinal)).ToDictionary(p => p.Key, p => p.Value);
         HfFolderWriter.Write(folder, config.ToJson(), tensors, maxShardBytes, copyTokenizerFrom);
-        if (copyTokenizerFrom is not null && Path.GetFullPath(copyTokenizerFrom) != Path.GetFullPath(folder))
-        {
-            var spm = Path.Combine(copyTokenizerFrom, SentencePieceFile);
-            if (File.Exists(spm)) AtomicFile.WriteAllBytes(Path.Combine(folder, SentencePieceFile), File.ReadAllBytes(spm));
-        }
     }
 
     static DebertaV2Config WithExtra(DebertaV2Config config, Dictionary<string, object> values)

@@ -135,4 +135,32 @@ public sealed class DebertaV2TextEncoderTests : IDisposable
         Assert.Contains("pair text 1 is null", hole.Message);
         Assert.Throws<ArgumentOutOfRangeException>(() => encoder.Encode(["hello"], ["world"], maxLength: 3));
     }
+
+    [Fact]
+    public void EncodedPairsRunThroughTheModelAndSurviveSaveWithTheTokenizer()
+    {
+        // A model folder with its tokenizer beside it, as the hub ships microsoft/deberta-v3-base.
+        var tokenizerFolder = Folder();
+        var json = TinyDeberta.ConfigJson();
+        json["vocab_size"] = Mask + 1;
+        using var model = new DebertaV2ForSequenceClassification(TinyDeberta.Config(json), 2);
+        TinyDeberta.Randomize(model, 6);
+        var folder = Path.Combine(_dir, "model");
+        HfDebertaV2Loader.Save(folder, model, copyTokenizerFrom: tokenizerFolder);
+        Assert.True(File.Exists(Path.Combine(folder, "spm.model")));
+        Assert.True(File.Exists(Path.Combine(folder, "added_tokens.json")));
+
+        var encoder = DebertaV2TextEncoder.FromFolder(folder);
+        using var loaded = DebertaV2ForSequenceClassification.FromPretrained(folder, 2);
+        loaded.eval();
+        using var batch = encoder.Encode(["hello world", "hold"], ["world", "hello hold"]);
+        using var both = loaded.call(batch.InputIds, batch.AttentionMask, batch.TokenTypeIds);
+        for (int i = 0; i < 2; i++)
+        {
+            using var one = encoder.Encode([i == 0 ? "hello world" : "hold"], [i == 0 ? "world" : "hello hold"]);
+            using var alone = loaded.call(one.InputIds, one.AttentionMask, one.TokenTypeIds);
+            Assert.True(TinyDeberta.MaxAbsDiff(both[i..(i + 1)], alone) < 1e-5, $"row {i}");
+        }
+        Assert.True(TinyDeberta.MaxAbsDiff(both[0], both[1]) > 1e-4);
+    }
 }
