@@ -51,7 +51,7 @@ public sealed class ModelTokenizer
     /// <summary>Every file a tokenizer of a model folder may need, for writers that copy a tokenizer next to new weights.</summary>
     public static readonly IReadOnlyList<string> TokenizerFiles =
     [
-        VocabJsonFile, MergesFile, SentencePieceFile, DebertaSentencePieceFile, TokenizerJsonFile, TokenizerFolderConfig.TokenizerConfigFile,
+        VocabJsonFile, MergesFile, SentencePieceFile, TokenizerJsonFile, TokenizerFolderConfig.TokenizerConfigFile,
         TokenizerFolderConfig.SpecialTokensMapFile, VocabTxtFile, TokenizerFolderConfig.AddedTokensFile,
     ];
 
