@@ -79,11 +79,12 @@ public sealed class DebertaV2TextEncoder
             Find("mask_token", "[MASK]"), lower);
     }
 
-    /// <summary>The SentencePiece ids of one text, without [CLS] / [SEP].</summary>
-    public IReadOnlyList<int> Tokenize(string text)
+    /// <summary>The SentencePiece ids of one text, without [CLS] / [SEP], at most <paramref name="maxTokens"/> of them.</summary>
+    public IReadOnlyList<int> Tokenize(string text, int maxTokens = int.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(text);
-        return Tokenizer.Encode(LowerCase ? text.ToLowerInvariant() : text, addSpecialTokens: false);
+        var ids = Tokenizer.Encode(LowerCase ? text.ToLowerInvariant() : text, addSpecialTokens: false);
+        return ids.Count <= maxTokens ? ids : ids.Take(maxTokens).ToList();
     }
 
     /// <summary>
