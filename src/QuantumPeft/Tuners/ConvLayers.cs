@@ -69,6 +69,19 @@ public static class ConvLayers
         _ => ((int)values[0], (int)values[1]),
     };
 
+    /// <summary>The Conv2d layers of <paramref name="model"/> that adapters accept (groups = 1, zero padding), by path in model order, with their geometry.</summary>
+    public static IReadOnlyList<(string Path, Conv2dShape Conv)> Conv2ds(nn.Module model)
+    {
+        var result = new List<(string, Conv2dShape)>();
+        foreach (var (path, m) in model.named_modules())
+        {
+            if (path.Length == 0 || m is not Conv2d) continue;
+            try { result.Add((path, Shape(m, path))); }
+            catch (ArgumentException) { } // grouped or padded otherwise: not a target
+        }
+        return result;
+    }
+
     /// <summary>The kernel seen as [out, in * kh * kw] (a view: in-place updates reach the stored kernel).</summary>
     public static Tensor WeightOutIn(nn.Module module) => module is Conv2d c
         ? c.weight!.view(c.weight!.shape[0], -1)

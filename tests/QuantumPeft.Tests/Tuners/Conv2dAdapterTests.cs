@@ -325,6 +325,28 @@ public sealed class Conv2dAdapterTests : IDisposable
         Assert.Equal(153, LoraBranch.CountParameters(27, 24, 3));
     }
 
+    [Fact]
+    public void Parameter_table_conv_rows_equal_the_measured_adapters()
+    {
+        using var model = TinyCnn.Create();
+        var convs = ConvLayers.Conv2ds(model);
+        Assert.Equal(Convs, convs.Select(c => c.Path));
+        Assert.Equal(new Conv2dShape(12, 18, 3, 3, PaddingH: 2, PaddingW: 2, DilationH: 2, DilationW: 2), convs[2].Conv);
+        var rows = ParameterTable.ConvRows("tiny-cnn", convs);
+        foreach (var (config, method, rank, layers) in new (PeftConfig, string, int, int?)[]
+        {
+            (Lora() with { R = 4 }, "lora", 4, null),
+            (Quantum() with { R = 4 }, "quantum_pauli", 4, 1),
+            (Quantum() with { R = 8, Layers = 3 }, "quantum_pauli", 8, 3),
+            (Quantum() with { R = 8, Map = StiefelMapKind.Taylor }, "quantum_taylor", 8, null),
+        })
+        {
+            using var fresh = TinyCnn.Create();
+            var measured = PeftModel.Inject(fresh, config).Report().AdapterParams;
+            Assert.Equal(measured, rows.Single(r => r.Method == method && r.Rank == rank && r.Layers == layers).TrainableParams);
+        }
+    }
+
     [Theory]
     [InlineData("lora", 2e-2)]
     [InlineData("quantum", 5e-2)]
