@@ -608,7 +608,7 @@ public sealed class PeftModel
     {
         var leafNames = linears.Select(p => p[(p.LastIndexOf('.') + 1)..]).Distinct().ToList();
         var other = entry is null ? [] : ModuleTree.Modules(Model).Keys.Where(p => ModuleSelector.EntryMatches(entry, p)).Take(3).ToList();
-        return $"{what} matches no Linear or Conv2d layer" + (other.Count > 0 ? $" (it matches {string.Join(", ", other)}, which is neither)" : "") +
+        return $"{what} matches no Linear or Conv2d layer" + (other.Count > 0 ? $" (it matches {string.Join(", ", other)}, which is not a Linear or Conv2d)" : "") +
                $". Linear and Conv2d layer names in this model: {string.Join(", ", leafNames)}; e.g. {string.Join(", ", linears.Take(6))}" +
                (linears.Count > 6 ? $" ... ({linears.Count} in all)." : ".");
     }
