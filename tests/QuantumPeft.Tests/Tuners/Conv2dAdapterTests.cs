@@ -191,7 +191,7 @@ public sealed class Conv2dAdapterTests : IDisposable
     [Fact]
     public void Save_and_load_round_trip_in_peft_key_layout()
     {
-        foreach (var config in new PeftConfig[] { Lora(randomB: true), Quantum(random: true) })
+        foreach (var config in new PeftConfig[] { Lora(randomB: true), Quantum(random: true), Ia3(random: true) })
         {
             var folder = Path.Combine(dir, config.PeftType);
             using var model = TinyCnn.Create();
@@ -209,6 +209,13 @@ public sealed class Conv2dAdapterTests : IDisposable
                 Assert.Equal([24L, 3, 1, 1], header["base_model.model.stem.lora_B.weight"]);
                 Assert.Equal([3L, 24, 1, 1], header["base_model.model.mid.lora_A.weight"]);
                 Assert.Equal([18L, 3, 1, 1], header["base_model.model.body.lora_B.weight"]);
+            }
+            else if (config is IA3Config)
+            {
+                // peft's IA3 Conv2d: [1, out, 1, 1], or [1, in, 1, 1] on a feed-forward layer (mid).
+                Assert.Equal([1L, 24, 1, 1], header["base_model.model.stem.ia3_l"]);
+                Assert.Equal([1L, 24, 1, 1], header["base_model.model.mid.ia3_l"]);
+                Assert.Equal([1L, 18, 1, 1], header["base_model.model.body.ia3_l"]);
             }
             else Assert.Contains("base_model.model.body.qpeft_lambda", header.Keys);
             var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, PeftAdapterFiles.ConfigFileName))).RootElement;
