@@ -83,7 +83,13 @@ public static class ConvLayers
     }
 
     /// <summary>The kernel seen as [out, in * kh * kw] (a view: in-place updates reach the stored kernel).</summary>
-    public static Tensor WeightOutIn(nn.Module module) => module is Conv2d c
-        ? c.weight!.view(c.weight!.shape[0], -1)
-        : throw new ArgumentException($"{module.GetType().Name} is not a Conv2d layer.", nameof(module));
+    /// <exception cref="InvalidOperationException">The kernel is not contiguous (e.g. channels-last), so no such view exists.</exception>
+    public static Tensor WeightOutIn(nn.Module module)
+    {
+        if (module is not Conv2d c) throw new ArgumentException($"{module.GetType().Name} is not a Conv2d layer.", nameof(module));
+        var w = c.weight!;
+        if (!w.is_contiguous())
+            throw new InvalidOperationException("A Conv2d kernel an adapter merges into must be contiguous ([out, in, kh, kw] in memory order); this one is not (channels-last?). Make it contiguous before adding adapters.");
+        return w.view(w.shape[0], -1);
+    }
 }
