@@ -86,12 +86,18 @@ public sealed class Conv2dAdapterTests : IDisposable
         TargetModules = ModuleSelector.AllConv, FeedforwardModules = ModuleSelector.Of("mid"), InitIa3Weights = !random,
     };
 
+    // r = 2 decomposes w2 on every layer (r < max(out_k, in_n) / 2 = 3); r = 4 keeps it full, [out_k, in_n, kh, kw].
+    static LoKrConfig LoKr(bool random = false, int r = 2) => new()
+    {
+        R = r, Alpha = 4, TargetModules = ModuleSelector.AllConv, InitWeights = JsonSerializer.SerializeToElement(!random),
+    };
+
     static Dictionary<string, Tensor> Weights(nn.Module m) => m.state_dict().ToDictionary(p => p.Key, p => p.Value.detach().clone());
 
     [Fact]
     public void Every_method_equals_the_base_model_at_initialisation()
     {
-        foreach (var config in new PeftConfig[] { Lora(), Quantum(), Ia3() })
+        foreach (var config in new PeftConfig[] { Lora(), Quantum(), Ia3(), LoKr() })
         {
             using var model = TinyCnn.Create();
             var x = TinyCnn.Input();
@@ -107,7 +113,7 @@ public sealed class Conv2dAdapterTests : IDisposable
     [Fact]
     public void Unmerged_forward_equals_merged_weights_and_unmerge_restores_the_base()
     {
-        foreach (var config in new PeftConfig[] { Lora(randomB: true), Quantum(random: true), Ia3(random: true) })
+        foreach (var config in new PeftConfig[] { Lora(randomB: true), Quantum(random: true), Ia3(random: true), LoKr(random: true), LoKr(random: true, r: 4) })
         {
             using var model = TinyCnn.Create();
             var x = TinyCnn.Input();
@@ -191,7 +197,7 @@ public sealed class Conv2dAdapterTests : IDisposable
     [Fact]
     public void Save_and_load_round_trip_in_peft_key_layout()
     {
-        foreach (var config in new PeftConfig[] { Lora(randomB: true), Quantum(random: true), Ia3(random: true) })
+        foreach (var config in new PeftConfig[] { Lora(randomB: true), Quantum(random: true), Ia3(random: true), LoKr(random: true, r: 4) })
         {
             var folder = Path.Combine(dir, config.PeftType);
             using var model = TinyCnn.Create();
@@ -216,6 +222,13 @@ public sealed class Conv2dAdapterTests : IDisposable
                 Assert.Equal([1L, 24, 1, 1], header["base_model.model.stem.ia3_l"]);
                 Assert.Equal([1L, 24, 1, 1], header["base_model.model.mid.ia3_l"]);
                 Assert.Equal([1L, 18, 1, 1], header["base_model.model.body.ia3_l"]);
+            }
+            else if (config is LoKrConfig)
+            {
+                // peft's LoKr Conv2d: channels factorised (24 = 4 x 6, 3 = 1 x 3), the kernel in the full w2.
+                Assert.Equal([4L, 1], header["base_model.model.stem.lokr_w1"]);
+                Assert.Equal([6L, 3, 3, 3], header["base_model.model.stem.lokr_w2"]);
+                Assert.Equal([6L, 4, 3, 3], header["base_model.model.body.lokr_w2"]);
             }
             else Assert.Contains("base_model.model.body.qpeft_lambda", header.Keys);
             var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, PeftAdapterFiles.ConfigFileName))).RootElement;
@@ -302,7 +315,7 @@ public sealed class Conv2dAdapterTests : IDisposable
     [Fact]
     public void Parameter_report_counts_equal_the_formulas()
     {
-        foreach (var config in new PeftConfig[] { Lora(), Quantum(), Ia3() })
+        foreach (var config in new PeftConfig[] { Lora(), Quantum(), Ia3(), LoKr(), LoKr(r: 4) })
         {
             using var model = TinyCnn.Create();
             var peft = PeftModel.Inject(model, config);
@@ -316,6 +329,7 @@ public sealed class Conv2dAdapterTests : IDisposable
                     LoraConfig l => LoraBranch.CountParameters(cin * k * k, cout, l.R),
                     QuantumPeftConfig q => q.CountParameters(cin * k * k, cout),
                     IA3Config => IA3Branch.CountParameters(cin, cout, path == "mid"),
+                    LoKrConfig lk => LoKrBranch.CountParameters(ConvLayers.Shape(ModuleTree.Get(model, path + ".base_layer")), lk.R),
                     _ => throw new InvalidOperationException(),
                 };
                 var row = report.Modules.Single(r => r.Module == path);
@@ -328,8 +342,11 @@ public sealed class Conv2dAdapterTests : IDisposable
             Assert.Equal(total, peft.AdapterParameters().Sum(p => p.numel()));
             Assert.Contains("conv2d 3x3 (3 -> 24)", report.ToTable());
         }
-        // The hand count for one layer: LoRA r = 3 on the 3 -> 24 3x3 stem is 3 * (27 + 24).
+        // Hand counts on the 3 -> 24 3x3 stem: LoRA r = 3 is 3 * (27 + 24); LoKr r = 2 is w1 4 x 1 plus w2_a 6 x 2 and w2_b 2 x 27,
+        // r = 4 is w1 4 x 1 plus the full w2 6 x 3 x 3 x 3.
         Assert.Equal(153, LoraBranch.CountParameters(27, 24, 3));
+        Assert.Equal(4 + 12 + 54, LoKrBranch.CountParameters(new Conv2dShape(3, 24, 3, 3), 2));
+        Assert.Equal(4 + 162, LoKrBranch.CountParameters(new Conv2dShape(3, 24, 3, 3), 4));
     }
 
     [Fact]
@@ -358,9 +375,10 @@ public sealed class Conv2dAdapterTests : IDisposable
     [InlineData("lora", 2e-2)]
     [InlineData("quantum", 5e-2)]
     [InlineData("ia3", 5e-2)]
+    [InlineData("lokr", 2e-2)]
     public void A_few_training_steps_lower_the_loss(string method, double lr)
     {
-        PeftConfig config = method switch { "lora" => Lora(), "quantum" => Quantum(), _ => Ia3() };
+        PeftConfig config = method switch { "lora" => Lora(), "quantum" => Quantum(), "lokr" => LoKr(), _ => Ia3() };
         using var model = TinyCnn.Create();
         var peft = PeftModel.Inject(model, config);
         var x = TinyCnn.Input(seed: 21, batch: 4);
@@ -399,7 +417,6 @@ public sealed class Conv2dAdapterTests : IDisposable
             new VeraConfig { TargetModules = ModuleSelector.Of("stem") },
             new FourierFTConfig { TargetModules = ModuleSelector.Of("stem") },
             new AdaLoraConfig { TargetModules = ModuleSelector.Of("stem"), TotalStep = 10 },
-            new LoKrConfig { TargetModules = ModuleSelector.Of("stem") },
             new OftConfig { TargetModules = ModuleSelector.Of("stem") },
         ];
         foreach (var config in configs)
