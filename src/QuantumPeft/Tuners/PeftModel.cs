@@ -20,7 +20,7 @@ namespace QuantumPeft.Tuners;
 /// <para>A Linear held in a field typed <c>Linear</c> cannot be swapped; injection then fails naming the field
 /// (declare it as <c>Module&lt;Tensor, Tensor&gt;</c>, or exclude it).</para>
 /// <para>Conv2d layers are targets too (a list entry or a regex that names them, or "all-conv" for every one of them; "all-linear"
-/// stays linear-only, as in peft): LoRA, Quantum-PEFT and IA3 adapt them (<see cref="PeftMethod.SupportsConv2d"/>); the other methods
+/// stays linear-only, as in peft): LoRA, Quantum-PEFT, IA3 and LoKr adapt them (<see cref="PeftMethod.SupportsConv2d"/>); the other methods
 /// refuse with a message naming the method and the layer. Their kernel is seen as the out x (in * kh * kw) matrix (<see cref="ConvLayers"/>).</para>
 /// </remarks>
 public sealed class PeftModel

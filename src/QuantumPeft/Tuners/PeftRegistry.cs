@@ -19,7 +19,7 @@ public abstract class PeftMethod
     /// <summary>Builds a fresh branch for the Linear at <paramref name="modulePath"/> (float32, CPU).</summary>
     public abstract AdapterBranch CreateBranch(PeftConfig config, string modulePath, int inFeatures, int outFeatures, ICollection<string>? warnings);
 
-    /// <summary>True when <see cref="CreateConv2dBranch"/> builds branches for Conv2d layers (LoRA, Quantum-PEFT, IA3).</summary>
+    /// <summary>True when <see cref="CreateConv2dBranch"/> builds branches for Conv2d layers (LoRA, Quantum-PEFT, IA3, LoKr).</summary>
     public virtual bool SupportsConv2d => false;
 
     /// <summary>Builds a fresh branch for the Conv2d at <paramref name="modulePath"/>; the default refuses, naming the method, the layer and the methods that can.</summary>
