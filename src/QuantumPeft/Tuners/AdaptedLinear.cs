@@ -4,12 +4,14 @@ using static TorchSharp.torch;
 
 namespace QuantumPeft.Tuners;
 
-/// <summary>A frozen Linear (or GPT-2 Conv1D) plus named adapter branches: y = base(x) + sum of the active branches' outputs.</summary>
+/// <summary>A frozen Linear (or GPT-2 Conv1D, or Conv2d) plus named adapter branches: y = base(x) + sum of the active branches' outputs.</summary>
 /// <remarks>
 /// peft's tuner-layer shape: the wrapper keeps the original layer as <c>base_layer</c> (state names
 /// <c>&lt;path&gt;.base_layer.weight</c>) and never changes its weights unless asked to merge. Forward reads:
 /// adapters disabled -> base only; merged -> base only (the update is in the weight); else base + active branches.
 /// Branches are registered under <c>&lt;path&gt;.adapters.&lt;adapter name&gt;.*</c>.
+/// A Conv2d is a linear map too: its kernel [out, in, kh, kw] is seen as the out x (in * kh * kw) matrix that merging changes
+/// (<see cref="ConvLayers"/>), and its branches (<see cref="AdapterBranch.Conv"/>) take and return images.
 /// </remarks>
 public sealed class AdaptedLinear : nn.Module<Tensor, Tensor>
 {
@@ -18,12 +20,13 @@ public sealed class AdaptedLinear : nn.Module<Tensor, Tensor>
     private readonly List<string> merged = [];
     private readonly List<string> active = [];
 
-    /// <summary>Wraps <paramref name="baseLayer"/>, a Linear or a Conv1D (kept, frozen by the caller).</summary>
-    public AdaptedLinear(nn.Module<Tensor, Tensor> baseLayer) : base(nameof(AdaptedLinear))
+    /// <summary>Wraps <paramref name="baseLayer"/>, a Linear, a Conv1D or a Conv2d (kept, frozen by the caller); <paramref name="path"/> names it in errors.</summary>
+    public AdaptedLinear(nn.Module<Tensor, Tensor> baseLayer, string? path = null) : base(nameof(AdaptedLinear))
     {
         base_layer = baseLayer ?? throw new ArgumentNullException(nameof(baseLayer));
-        if (!LinearLayers.IsLinear(baseLayer)) throw new ArgumentException($"An adapter wraps a Linear or Conv1D layer, not a {baseLayer.GetType().Name}.", nameof(baseLayer));
-        (InFeatures, OutFeatures) = LinearLayers.Shape(baseLayer);
+        if (!LinearLayers.IsAdaptable(baseLayer)) throw new ArgumentException($"An adapter wraps a Linear, Conv1D or Conv2d layer, not a {baseLayer.GetType().Name}.", nameof(baseLayer));
+        if (ConvLayers.IsConv2d(baseLayer)) Conv = ConvLayers.Shape(baseLayer, path);
+        (InFeatures, OutFeatures) = Conv is { } conv ? (conv.MatrixIn, conv.OutChannels) : LinearLayers.Shape(baseLayer);
         RegisterComponents();
         // A wrapper put into a model in eval mode (inference after loading) must not start training its dropout.
         if (!baseLayer.training) eval();
@@ -35,7 +38,10 @@ public sealed class AdaptedLinear : nn.Module<Tensor, Tensor>
     /// <summary>True when the base layer stores its weight [in, out] (GPT-2's Conv1D: peft's fan_in_fan_out).</summary>
     public bool FanInFanOut => LinearLayers.IsFanInFanOut(base_layer);
 
-    /// <summary>Input features of the base layer.</summary>
+    /// <summary>The base layer's geometry when it is a Conv2d, else null.</summary>
+    public Conv2dShape? Conv { get; }
+
+    /// <summary>Input features of the base layer (in * kh * kw for a Conv2d).</summary>
     public int InFeatures { get; }
 
     /// <summary>Output features of the base layer.</summary>
@@ -69,6 +75,9 @@ public sealed class AdaptedLinear : nn.Module<Tensor, Tensor>
         if (HasAdapter(name)) throw new ArgumentException($"Adapter '{name}' already exists on this layer.", nameof(name));
         if (branch.InFeatures != InFeatures || branch.OutFeatures != OutFeatures)
             throw new ArgumentException($"Branch shape {branch.OutFeatures}x{branch.InFeatures} does not match the layer {OutFeatures}x{InFeatures}.", nameof(branch));
+        if (branch.Conv != Conv)
+            throw new ArgumentException(Conv is null ? "This layer is not a Conv2d; its branch must not be a convolution branch."
+                : $"This layer is a Conv2d ({Conv}); its branch was built for {(branch.Conv is null ? "a Linear layer" : branch.Conv.ToString())}.", nameof(branch));
         branch.to(LinearLayers.WeightOutIn(base_layer).device);
         branch.Attach(base_layer);
         if (!training) branch.eval();

@@ -17,6 +17,11 @@ public abstract class AdapterBranch : nn.Module
     /// <summary>Output features of the wrapped Linear.</summary>
     public int OutFeatures { get; }
 
+    /// <summary>The convolution this branch adapts, or null for a Linear / Conv1D. For a Conv2d, <see cref="InFeatures"/> is
+    /// in * kh * kw (the kernel seen as a matrix), <see cref="Forward"/> takes and returns [N, C, H, W], and <see cref="DeltaWeight"/>
+    /// is [out, in * kh * kw].</summary>
+    public Conv2dShape? Conv { get; }
+
     /// <summary>The method's name in files ("LORA", "QUANTUM_PEFT").</summary>
     public abstract string PeftType { get; }
 
@@ -26,6 +31,17 @@ public abstract class AdapterBranch : nn.Module
         if (outFeatures < 1) throw new ArgumentOutOfRangeException(nameof(outFeatures), outFeatures, "out_features must be positive.");
         InFeatures = inFeatures;
         OutFeatures = outFeatures;
+    }
+
+    /// <summary>A branch on a Conv2d: in_features = in * kh * kw, out_features = out channels.</summary>
+    protected AdapterBranch(string name, Conv2dShape conv) : this(name, conv.MatrixIn, conv.OutChannels) { Conv = conv; }
+
+    /// <summary>A branch on a Linear (<paramref name="conv"/> null) or on a Conv2d whose matrix view is <paramref name="outFeatures"/> x <paramref name="inFeatures"/>.</summary>
+    protected AdapterBranch(string name, int inFeatures, int outFeatures, Conv2dShape? conv) : this(name, inFeatures, outFeatures)
+    {
+        if (conv is not null && (conv.MatrixIn != inFeatures || conv.OutChannels != outFeatures))
+            throw new ArgumentException($"a Conv2d branch of {conv} is {conv.OutChannels}x{conv.MatrixIn}, not {outFeatures}x{inFeatures}.", nameof(conv));
+        Conv = conv;
     }
 
     /// <summary>The adapter's contribution to the layer output for input <paramref name="x"/> (..., in) -> (..., out).</summary>

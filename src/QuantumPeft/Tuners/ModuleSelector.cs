@@ -4,18 +4,24 @@ using System.Text.RegularExpressions;
 
 namespace QuantumPeft.Tuners;
 
-/// <summary>peft's <c>target_modules</c> / <c>exclude_modules</c> value: a list of names, one regular expression, or "all-linear".</summary>
+/// <summary>peft's <c>target_modules</c> / <c>exclude_modules</c> value: a list of names, one regular expression, "all-linear" or our "all-conv".</summary>
 /// <remarks>
 /// Matching follows peft: a list entry matches a module whose full dotted path equals it or ends with "." + entry
 /// (<c>query</c> matches <c>encoder.layer.0.attention.self.query</c>); a single string is a regular expression that must
 /// match the whole path; the string "all-linear" selects every Linear layer except the output head
 /// (see <see cref="PeftModel"/> for the definition of the head). In JSON it is an array or a string, as peft writes it.
+/// <para>"all-conv" (this library's shorthand; peft has none) selects every Conv2d layer outside modules_to_save, and no Linear:
+/// the convolutions of a CNN such as ResNet-18. As in peft, "all-linear" never selects a convolution. Lists and regular expressions
+/// select Linear, Conv1D and Conv2d layers alike. A saved adapter names the layers either shorthand resolved to, so peft reads it.</para>
 /// </remarks>
 [JsonConverter(typeof(ModuleSelectorJsonConverter))]
 public sealed record ModuleSelector
 {
     /// <summary>peft's shorthand for "every linear layer but the output head".</summary>
     public const string AllLinearShorthand = "all-linear";
+
+    /// <summary>This library's shorthand for "every Conv2d layer" (not peft's: saved configs list the layers instead).</summary>
+    public const string AllConvShorthand = "all-conv";
 
     /// <summary>The list entries (exact name or dotted suffix), or null when this is a pattern.</summary>
     public IReadOnlyList<string>? Names { get; }
@@ -47,14 +53,24 @@ public sealed record ModuleSelector
     /// <summary>True for the "all-linear" shorthand.</summary>
     public bool IsAllLinear => Pattern == AllLinearShorthand;
 
+    /// <summary>Every Conv2d layer (outside modules_to_save).</summary>
+    public static ModuleSelector AllConv { get; } = new(null, AllConvShorthand);
+
+    /// <summary>True for the "all-conv" shorthand.</summary>
+    public bool IsAllConv => Pattern == AllConvShorthand;
+
+    /// <summary>True for "all-linear" or "all-conv", which are resolved against the model rather than matched by name.</summary>
+    public bool IsShorthand => IsAllLinear || IsAllConv;
+
     public static implicit operator ModuleSelector(string[] names) => Of(names);
     public static implicit operator ModuleSelector(List<string> names) => Of(names.ToArray());
 
-    /// <summary>Parses a command-line value: "all-linear", "re:PATTERN", or comma-separated names (a name may carry parts: "c_attn[q,v]").</summary>
+    /// <summary>Parses a command-line value: "all-linear", "all-conv", "re:PATTERN", or comma-separated names (a name may carry parts: "c_attn[q,v]").</summary>
     public static ModuleSelector Parse(string text)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(text);
         if (text == AllLinearShorthand) return AllLinear;
+        if (text == AllConvShorthand) return AllConv;
         if (text.StartsWith("re:", StringComparison.Ordinal)) return Regex(text[3..]);
         // Split on commas outside brackets.
         var names = new List<string>();
@@ -111,7 +127,7 @@ public sealed record ModuleSelector
     public bool Matches(string path)
     {
         if (Names is not null) return Names.Any(n => EntryMatches(n, path));
-        if (IsAllLinear) throw new InvalidOperationException("\"all-linear\" is resolved against the model, not by name.");
+        if (IsShorthand) throw new InvalidOperationException($"\"{Pattern}\" is resolved against the model, not by name.");
         return System.Text.RegularExpressions.Regex.IsMatch(path, $"^(?:{Pattern})$");
     }
 
@@ -134,7 +150,12 @@ public sealed class ModuleSelectorJsonConverter : JsonConverter<ModuleSelector>
             case JsonTokenType.Null: return null;
             case JsonTokenType.String:
                 var s = reader.GetString()!;
-                return s == ModuleSelector.AllLinearShorthand ? ModuleSelector.AllLinear : ModuleSelector.Regex(s);
+                return s switch
+                {
+                    ModuleSelector.AllLinearShorthand => ModuleSelector.AllLinear,
+                    ModuleSelector.AllConvShorthand => ModuleSelector.AllConv,
+                    _ => ModuleSelector.Regex(s),
+                };
             case JsonTokenType.StartArray:
                 var names = JsonSerializer.Deserialize<List<string>>(ref reader, options) ?? [];
                 return ModuleSelector.Of(names.ToArray());

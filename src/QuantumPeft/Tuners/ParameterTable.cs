@@ -47,6 +47,27 @@ public static class ParameterTable
         return rows;
     }
 
+    /// <summary>The same methods and ranks on Conv2d layers (e.g. <see cref="ConvLayers.Conv2ds"/> of a CNN), each kernel counted as the
+    /// out x (in * kh * kw) matrix the adapters see: LoRA r (in * kh * kw + out), Quantum-PEFT angles(U, out) + angles(V, in * kh * kw) + K.
+    /// The whole model is one "layer": <see cref="ParameterTableRow.PerLayerParams"/> equals the total.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A rank exceeds some layer's min(out, in * kh * kw).</exception>
+    public static IReadOnlyList<ParameterTableRow> ConvRows(string modelId, IReadOnlyList<(string Path, Conv2dShape Conv)> convs)
+    {
+        if (convs.Count == 0) throw new ArgumentException($"{modelId} has no Conv2d layer to count.", nameof(convs));
+        int[] ranks = [1, 4, 8];
+        var label = $"conv2d ({convs.Count} layers)";
+        var rows = new List<ParameterTableRow>();
+        long Lora(int r) => convs.Sum(c => LoraBranch.CountParameters(c.Conv.MatrixIn, c.Conv.OutChannels, r));
+        long Quantum(QuantumPeftConfig c) => convs.Sum(t => c.CountParameters(t.Conv.MatrixIn, t.Conv.OutChannels));
+        ParameterTableRow Row(string method, int rank, int? layers, long count) => new(modelId, method, rank, layers, label, count, (double)Lora(rank) / count, count);
+        foreach (var r in ranks) rows.Add(Row("lora", r, null, Lora(r)));
+        foreach (var k in ranks)
+            foreach (var l in new[] { 1, 2, 3 })
+                rows.Add(Row("quantum_pauli", k, l, Quantum(new QuantumPeftConfig { R = k, Map = StiefelMapKind.Pauli, Layers = l })));
+        foreach (var k in ranks) rows.Add(Row("quantum_taylor", k, null, Quantum(new QuantumPeftConfig { R = k, Map = StiefelMapKind.Taylor })));
+        return rows;
+    }
+
     /// <summary>Rows of all four paper models.</summary>
     public static IReadOnlyList<ParameterTableRow> PaperRows() => PaperModels.All.SelectMany(Rows).ToList();
 

@@ -28,7 +28,7 @@ public abstract record PeftConfig
     /// <summary>The base model's revision, informational.</summary>
     public string? Revision { get; init; }
 
-    /// <summary>Which Linear layers get an adapter: names/suffixes, a full-match regex, or "all-linear".</summary>
+    /// <summary>Which Linear / Conv2d layers get an adapter: names/suffixes, a full-match regex, "all-linear" or "all-conv" (<see cref="ModuleSelector"/>).</summary>
     public ModuleSelector? TargetModules { get; init; }
 
     /// <summary>Layers never adapted, even when <see cref="TargetModules"/> selects them (same matching rules).</summary>

@@ -19,6 +19,9 @@ namespace QuantumPeft.Tuners;
 /// matches no Linear is an error listing the Linear layers that exist (peft silently ignores typos; we do not).</para>
 /// <para>A Linear held in a field typed <c>Linear</c> cannot be swapped; injection then fails naming the field
 /// (declare it as <c>Module&lt;Tensor, Tensor&gt;</c>, or exclude it).</para>
+/// <para>Conv2d layers are targets too (a list entry or a regex that names them, or "all-conv" for every one of them; "all-linear"
+/// stays linear-only, as in peft): LoRA, Quantum-PEFT, IA3 and LoKr adapt them (<see cref="PeftMethod.SupportsConv2d"/>); the other methods
+/// refuse with a message naming the method and the layer. Their kernel is seen as the out x (in * kh * kw) matrix (<see cref="ConvLayers"/>).</para>
 /// </remarks>
 public sealed class PeftModel
 {
@@ -75,6 +78,18 @@ public sealed class PeftModel
         var saveModules = ResolveModulesToSave(config);
         var targets = ResolveTargets(config, saveModules);
         config = MatchLayout(config, targets);
+        // Refuse convolutions this method or this library cannot adapt before any layer is wrapped, so that a failed
+        // injection leaves the model as it was.
+        foreach (var path in targets)
+        {
+            var conv = ModuleTree.Get(Model, path) switch
+            {
+                AdaptedLinear a => a.Conv,
+                var m when ConvLayers.IsConv2d(m) => ConvLayers.Shape(m, path),
+                _ => null,
+            };
+            if (conv is not null && !method.SupportsConv2d) _ = method.CreateConv2dBranch(config, path, conv, Warnings); // throws, naming the method and the layer
+        }
         foreach (var p in Model.parameters()) p.requires_grad = false;
 
         var branches = new List<AdapterBranch>();
@@ -85,12 +100,14 @@ public sealed class PeftModel
             if (module is AdaptedLinear existing) wrapper = existing;
             else
             {
-                wrapper = new AdaptedLinear((nn.Module<Tensor, Tensor>)module);
+                wrapper = new AdaptedLinear((nn.Module<Tensor, Tensor>)module, path);
                 ModuleTree.Replace(Model, path, wrapper);
             }
             AdapterBranch branch;
             if (config.TargetModules!.PartsFor(path) is { } parts)
             {
+                if (wrapper.Conv is not null)
+                    throw new ArgumentException($"target '{path}[{string.Join(",", parts)}]': parts belong to a fused q, k, v Linear; '{path}' is a Conv2d.", nameof(config));
                 if (wrapper.OutFeatures % FusedPartsBranch.QkvParts.Count != 0)
                     throw new ArgumentException($"target '{path}[{string.Join(",", parts)}]': a fused q, k, v layer has out_features divisible by 3, this one has {wrapper.OutFeatures}.", nameof(config));
                 var pieces = parts.Select(p => (p, method.CreateBranch(config, path + "." + p, wrapper.InFeatures, wrapper.OutFeatures / 3, Warnings))).ToList();
@@ -99,7 +116,9 @@ public sealed class PeftModel
             }
             else
             {
-                branch = method.CreateBranch(config, path, wrapper.InFeatures, wrapper.OutFeatures, Warnings);
+                branch = wrapper.Conv is { } conv
+                    ? method.CreateConv2dBranch(config, path, conv, Warnings)
+                    : method.CreateBranch(config, path, wrapper.InFeatures, wrapper.OutFeatures, Warnings);
                 branches.Add(branch);
             }
             wrapper.AddAdapter(adapterName, branch);
@@ -258,8 +277,9 @@ public sealed class PeftModel
                 var b = layer[activeAdapter];
                 adapterParams += b.ParameterCount;
                 bits = bits is { } acc && b.QuantizedBits is { } qb ? acc + qb : null;
+                var conv = layer.Conv is { } c ? $"conv2d {c.KernelLabel} ({c.InChannels} -> {c.OutChannels})" : null;
                 rows.Add(new ModuleParameterRow(path, b.PeftType.ToLowerInvariant(), layer.InFeatures, layer.OutFeatures, b.ParameterCount,
-                    b.QuantizedBits, 100.0 * b.ParameterCount / Math.Max(1, total)));
+                    b.QuantizedBits, 100.0 * b.ParameterCount / Math.Max(1, total), conv));
             }
         foreach (var path in configs.Values.SelectMany(c => c.ModulesToSave ?? []).SelectMany(e => MatchModules(e)).Distinct())
         {
@@ -329,9 +349,41 @@ public sealed class PeftModel
         // peft writes inference_mode = true into saved configs. "all-linear" is written as the layers it resolved to,
         // because peft's own head rule (the output embedding only) could select different layers on load.
         var config = PeftRegistry.For(configs[name]).ConfigForSave(configs[name], Leaves(name)) with { InferenceMode = true };
-        if (config.TargetModules is { IsAllLinear: true })
+        if (config.TargetModules is { IsShorthand: true })
             config = config with { TargetModules = ModuleSelector.Of(shapes.Keys.ToArray()) };
-        PeftAdapterFiles.Write(directory, config.ToJson(), tensors, shapes, metadata);
+        PeftAdapterFiles.Write(directory, config.ToJson(), tensors, shapes, WithConvKernels(metadata, name));
+    }
+
+    /// <summary>The safetensors metadata key of the adapted convolutions' kernels (a JSON object path -> [in_channels, kh, kw]),
+    /// which <see cref="LoraExport"/> needs to write peft's 4-D LoRA tensors without the model; peft ignores it.</summary>
+    public const string ConvKernelsMetadataKey = "qpeft_conv2d_kernels";
+
+    private IReadOnlyDictionary<string, string>? WithConvKernels(IReadOnlyDictionary<string, string>? metadata, string adapterName)
+    {
+        var convs = AdaptedLayers.Where(l => l.Layer.HasAdapter(adapterName) && l.Layer.Conv is not null)
+            .ToDictionary(l => l.Path, l => new[] { l.Layer.Conv!.InChannels, l.Layer.Conv.KernelH, l.Layer.Conv.KernelW });
+        if (convs.Count == 0) return metadata;
+        var result = metadata?.ToDictionary(p => p.Key, p => p.Value) ?? [];
+        result[ConvKernelsMetadataKey] = System.Text.Json.JsonSerializer.Serialize(convs);
+        return result;
+    }
+
+    /// <summary>The kernels [in_channels, kh, kw] by module path that <see cref="Save"/> wrote into <paramref name="metadata"/>, or an empty map.</summary>
+    /// <exception cref="InvalidDataException">The entry is not a JSON object of three positive integers per path.</exception>
+    public static IReadOnlyDictionary<string, (int InChannels, int KernelH, int KernelW)> ReadConvKernels(IReadOnlyDictionary<string, string>? metadata, string source)
+    {
+        if (metadata is null || !metadata.TryGetValue(ConvKernelsMetadataKey, out var json)) return new Dictionary<string, (int, int, int)>();
+        Dictionary<string, int[]>? parsed;
+        try { parsed = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, int[]>>(json); }
+        catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"{source}: metadata \"{ConvKernelsMetadataKey}\" is not valid JSON ({e.Message}).", e); }
+        var result = new Dictionary<string, (int, int, int)>(StringComparer.Ordinal);
+        foreach (var (path, k) in parsed ?? [])
+        {
+            if (k is not { Length: 3 } || k.Any(v => v < 1))
+                throw new InvalidDataException($"{source}: metadata \"{ConvKernelsMetadataKey}\" for '{path}' must be [in_channels, kh, kw] of positive integers.");
+            result[path] = (k[0], k[1], k[2]);
+        }
+        return result;
     }
 
     /// <summary>Reads an adapter folder (ours or peft's) and injects it into <paramref name="model"/> with its weights.</summary>
@@ -462,8 +514,9 @@ public sealed class PeftModel
             var (mo, mi) = m switch
             {
                 AdaptedLinear a => (a.OutFeatures, a.InFeatures),
+                _ when ConvLayers.IsConv2d(m) => (ConvLayers.Shape(m, path).OutChannels, ConvLayers.Shape(m, path).MatrixIn),
                 _ when LinearLayers.IsLinear(m) => (LinearLayers.Shape(m).Out, LinearLayers.Shape(m).In),
-                _ => throw new InvalidDataException($"Module '{path}' is a {m.GetType().Name} in this model, the adapter expects a Linear."),
+                _ => throw new InvalidDataException($"Module '{path}' is a {m.GetType().Name} in this model, the adapter expects a Linear or Conv2d."),
             };
             if (mo != o || mi != i)
                 throw new InvalidDataException($"Module '{path}': the adapter in {files.Directory} was trained for [out, in] = [{o}, {i}], this model has [{mo}, {mi}].");
@@ -520,22 +573,31 @@ public sealed class PeftModel
         return result;
     }
 
-    /// <summary>The Linear (or already adapted) layers a config selects, in model order.</summary>
+    /// <summary>The Linear, Conv1D and Conv2d (or already adapted) layers a config selects, in model order.</summary>
     public IReadOnlyList<string> ResolveTargets(PeftConfig config) => ResolveTargets(config, ResolveModulesToSave(config));
 
     private List<string> ResolveTargets(PeftConfig config, IReadOnlyList<string> saveModules)
     {
-        var candidates = Model.named_modules()
-            .Where(m => m.name.Length > 0 && (m.module is AdaptedLinear || (LinearLayers.IsLinear(m.module) && !IsInsideWrapper(m.name))))
-            .Select(m => m.name).ToList();
+        var all = Model.named_modules()
+            .Where(m => m.name.Length > 0 && (m.module is AdaptedLinear || (LinearLayers.IsAdaptable(m.module) && !IsInsideWrapper(m.name))))
+            .ToList();
+        var candidates = all.Select(m => m.name).ToList();
+        var convs = all.Where(m => m.module is AdaptedLinear { Conv: not null } || ConvLayers.IsConv2d(m.module)).Select(m => m.name).ToHashSet();
+        var linears = candidates.Where(p => !convs.Contains(p)).ToList();
         bool InHead(string p) => saveModules.Any(s => p == s || p.StartsWith(s + ".", StringComparison.Ordinal));
         var sel = config.TargetModules!;
         List<string> chosen;
         if (sel.IsAllLinear)
         {
-            var head = candidates.Where(p => p.Split('.').Any(HeadNames.Contains)).ToHashSet();
-            if (head.Count == 0 && candidates.Count > 0) head.Add(candidates[^1]);
-            chosen = candidates.Where(p => !head.Contains(p) && !InHead(p)).ToList();
+            // As peft's: linear layers only, never a convolution.
+            var head = linears.Where(p => p.Split('.').Any(HeadNames.Contains)).ToHashSet();
+            if (head.Count == 0 && linears.Count > 0) head.Add(linears[^1]);
+            chosen = linears.Where(p => !head.Contains(p) && !InHead(p)).ToList();
+        }
+        else if (sel.IsAllConv)
+        {
+            chosen = candidates.Where(p => convs.Contains(p) && !InHead(p)).ToList();
+            if (chosen.Count == 0) throw new ArgumentException("target_modules \"all-conv\" selects no layer: this model has no Conv2d outside modules_to_save.", nameof(config));
         }
         else if (sel.Names is not null)
         {
@@ -550,10 +612,10 @@ public sealed class PeftModel
             if (chosen.Count == 0) throw new ArgumentException(NoMatchMessage($"target_modules pattern \"{sel.Pattern}\"", candidates, null), nameof(config));
         }
         var clash = chosen.Where(InHead).ToList();
-        if (clash.Count > 0 && !sel.IsAllLinear)
+        if (clash.Count > 0 && !sel.IsShorthand)
             throw new ArgumentException($"'{clash[0]}' is both a target and inside modules_to_save; pick one.", nameof(config));
         if (config.ExcludeModules is { } ex)
-            chosen = chosen.Where(p => ex.IsAllLinear ? false : !ex.Matches(p)).ToList();
+            chosen = chosen.Where(p => ex.IsAllLinear ? convs.Contains(p) : ex.IsAllConv ? !convs.Contains(p) : !ex.Matches(p)).ToList();
         if (chosen.Count == 0) throw new ArgumentException("target_modules selects no layer after exclude_modules.", nameof(config));
         return chosen;
     }
@@ -562,8 +624,8 @@ public sealed class PeftModel
     {
         var leafNames = linears.Select(p => p[(p.LastIndexOf('.') + 1)..]).Distinct().ToList();
         var other = entry is null ? [] : ModuleTree.Modules(Model).Keys.Where(p => ModuleSelector.EntryMatches(entry, p)).Take(3).ToList();
-        return $"{what} matches no Linear layer" + (other.Count > 0 ? $" (it matches {string.Join(", ", other)}, which is not a Linear)" : "") +
-               $". Linear layer names in this model: {string.Join(", ", leafNames)}; e.g. {string.Join(", ", linears.Take(6))}" +
+        return $"{what} matches no Linear or Conv2d layer" + (other.Count > 0 ? $" (it matches {string.Join(", ", other)}, which is not a Linear or Conv2d)" : "") +
+               $". Linear and Conv2d layer names in this model: {string.Join(", ", leafNames)}; e.g. {string.Join(", ", linears.Take(6))}" +
                (linears.Count > 6 ? $" ... ({linears.Count} in all)." : ".");
     }
 

@@ -19,6 +19,16 @@ public abstract class PeftMethod
     /// <summary>Builds a fresh branch for the Linear at <paramref name="modulePath"/> (float32, CPU).</summary>
     public abstract AdapterBranch CreateBranch(PeftConfig config, string modulePath, int inFeatures, int outFeatures, ICollection<string>? warnings);
 
+    /// <summary>True when <see cref="CreateConv2dBranch"/> builds branches for Conv2d layers (LoRA, Quantum-PEFT, IA3, LoKr).</summary>
+    public virtual bool SupportsConv2d => false;
+
+    /// <summary>Builds a fresh branch for the Conv2d at <paramref name="modulePath"/>; the default refuses, naming the method, the layer and the methods that can.</summary>
+    /// <exception cref="ArgumentException">This method does not adapt convolutions.</exception>
+    public virtual AdapterBranch CreateConv2dBranch(PeftConfig config, string modulePath, Conv2dShape conv, ICollection<string>? warnings) =>
+        throw new ArgumentException($"{PeftType} cannot adapt '{modulePath}', a Conv2d ({conv.InChannels} -> {conv.OutChannels}, {conv.KernelLabel}): " +
+            $"{PeftType} adapts Linear and Conv1D layers only. Methods that adapt Conv2d: {string.Join(", ", PeftRegistry.Conv2dMethods)}; " +
+            "or exclude the convolutions from target_modules.", nameof(config));
+
     /// <summary>The hook a trainer calls for this method's adapter <paramref name="adapterName"/> of <paramref name="peft"/>, or null (most methods).</summary>
     public virtual IAdapterTrainingHook? CreateTrainingHook(PeftModel peft, string adapterName) => null;
 
@@ -68,6 +78,9 @@ public static class PeftRegistry
 
     /// <summary>The registered "peft_type" names.</summary>
     public static IReadOnlyList<string> Names { get { lock (methods) return methods.Keys.Order(StringComparer.Ordinal).ToList(); } }
+
+    /// <summary>The "peft_type" names whose methods adapt Conv2d layers.</summary>
+    public static IReadOnlyList<string> Conv2dMethods { get { lock (methods) return methods.Values.Where(m => m.SupportsConv2d).Select(m => m.PeftType).Order(StringComparer.Ordinal).ToList(); } }
 
     /// <summary>The method registered under <paramref name="peftType"/>.</summary>
     /// <exception cref="ArgumentException">Unknown type; the message lists the known ones.</exception>

@@ -38,7 +38,7 @@ public sealed record IA3Config : PeftConfig, IFanInFanOutConfig
     {
         base.Validate();
         // peft's IA3Config.__post_init__: with both as lists, feedforward_modules must be a subset of target_modules.
-        if (FeedforwardModules is { IsAllLinear: true }) throw new ArgumentException("feedforward_modules cannot be \"all-linear\"; list the feed-forward layers.", nameof(FeedforwardModules));
+        if (FeedforwardModules is { IsShorthand: true }) throw new ArgumentException($"feedforward_modules cannot be \"{FeedforwardModules.Pattern}\"; list the feed-forward layers.", nameof(FeedforwardModules));
         if (FeedforwardModules?.Names is { } ff && TargetModules?.Names is { } targets)
         {
             var extra = ff.Where(f => !targets.Contains(f)).ToList();

@@ -6,7 +6,10 @@ namespace QuantumPeft.Tuners.LoKr;
 
 /// <summary>LoKr (LyCORIS): delta W = kron(w1, w2) * alpha / r, each factor full or a rank-r product.</summary>
 /// <remarks>File keys (peft's): <c>lokr_w1</c> [out_l, in_m] or <c>lokr_w1_a</c> [out_l, r] + <c>lokr_w1_b</c> [r, in_m];
-/// <c>lokr_w2</c> [out_k, in_n] or <c>lokr_w2_a</c> [out_k, r] + <c>lokr_w2_b</c> [r, in_n].</remarks>
+/// <c>lokr_w2</c> [out_k, in_n] or <c>lokr_w2_a</c> [out_k, r] + <c>lokr_w2_b</c> [r, in_n].
+/// On a Conv2d (peft's LoKr Conv2d with use_effective_conv2d = false) the channels are factorised, in = in_m in_n, and the kernel
+/// goes into w2: <c>lokr_w2</c> [out_k, in_n, kh, kw] or <c>lokr_w2_b</c> [r, in_n * kh * kw]; peft's kron(w1[:, :, None, None], w2)
+/// is kron(w1, w2 as [out_k, in_n * kh * kw]) on the kernel seen as [out, in * kh * kw], and forward convolves with it.</remarks>
 public sealed class LoKrBranch : AdapterBranch
 {
     private readonly Parameter? lokr_w1;
@@ -38,7 +41,16 @@ public sealed class LoKrBranch : AdapterBranch
     /// <summary>Creates the branch; <paramref name="init"/> is "default" (w1 = 0), "lycoris" (w2 = 0) or "random".</summary>
     public LoKrBranch(int inFeatures, int outFeatures, int rank, double alpha, bool decomposeBoth = false, int decomposeFactor = -1,
         string init = "default", double rankDropout = 0, double moduleDropout = 0, bool rankDropoutScale = false)
-        : base(nameof(LoKrBranch), inFeatures, outFeatures)
+        : this(inFeatures, outFeatures, null, rank, alpha, decomposeBoth, decomposeFactor, init, rankDropout, moduleDropout, rankDropoutScale) { }
+
+    /// <summary>The branch for a Conv2d of geometry <paramref name="conv"/> (its channels factorised, its kernel in w2).</summary>
+    public LoKrBranch(Conv2dShape conv, int rank, double alpha, bool decomposeBoth = false, int decomposeFactor = -1,
+        string init = "default", double rankDropout = 0, double moduleDropout = 0, bool rankDropoutScale = false)
+        : this(conv.MatrixIn, conv.OutChannels, conv, rank, alpha, decomposeBoth, decomposeFactor, init, rankDropout, moduleDropout, rankDropoutScale) { }
+
+    private LoKrBranch(int inFeatures, int outFeatures, Conv2dShape? conv, int rank, double alpha, bool decomposeBoth, int decomposeFactor,
+        string init, double rankDropout, double moduleDropout, bool rankDropoutScale)
+        : base(nameof(LoKrBranch), inFeatures, outFeatures, conv)
     {
         if (rank < 1) throw new ArgumentOutOfRangeException(nameof(rank), rank, "LoKr r must be at least 1.");
         Rank = rank;
@@ -46,13 +58,14 @@ public sealed class LoKrBranch : AdapterBranch
         this.rankDropout = rankDropout;
         this.moduleDropout = moduleDropout;
         this.rankDropoutScale = rankDropoutScale;
-        Shape = (Factorization(outFeatures, decomposeFactor), Factorization(inFeatures, decomposeFactor));
+        Shape = (Factorization(outFeatures, decomposeFactor), Factorization(conv?.InChannels ?? inFeatures, decomposeFactor));
         (FullW1, FullW2) = UsesFullFactors(Shape, rank, decomposeBoth);
         var ((l, k), (m, n)) = Shape;
+        int area = conv is null ? 1 : conv.KernelH * conv.KernelW;
         if (FullW1) lokr_w1 = new Parameter(torch.empty(l, m));
         else { lokr_w1_a = new Parameter(torch.empty(l, rank)); lokr_w1_b = new Parameter(torch.empty(rank, m)); }
-        if (FullW2) lokr_w2 = new Parameter(torch.empty(k, n));
-        else { lokr_w2_a = new Parameter(torch.empty(k, rank)); lokr_w2_b = new Parameter(torch.empty(rank, n)); }
+        if (FullW2) lokr_w2 = new Parameter(conv is null ? torch.empty(k, n) : torch.empty(k, n, conv.KernelH, conv.KernelW));
+        else { lokr_w2_a = new Parameter(torch.empty(k, rank)); lokr_w2_b = new Parameter(torch.empty(rank, (long)n * area)); }
         RegisterComponents();
         using (no_grad())
         {
@@ -70,7 +83,7 @@ public sealed class LoKrBranch : AdapterBranch
 
     private static void Kaiming(Tensor p)
     {
-        var bound = 1.0 / Math.Sqrt(p.shape[1]);
+        var bound = 1.0 / Math.Sqrt(p.numel() / p.shape[0]); // fan_in: every dimension but the first
         p.uniform_(-bound, bound);
     }
 
@@ -109,8 +122,18 @@ public sealed class LoKrBranch : AdapterBranch
     /// <summary>The left factor w1 [out_l, in_m].</summary>
     public Tensor W1() => lokr_w1 is not null ? lokr_w1 : lokr_w1_a!.matmul(lokr_w1_b!);
 
-    /// <summary>The right factor w2 [out_k, in_n].</summary>
-    public Tensor W2() => lokr_w2 is not null ? lokr_w2 : lokr_w2_a!.matmul(lokr_w2_b!);
+    /// <summary>Trainable numbers of a LoKr layer on a Conv2d: w1 as for a Linear on the channels, w2 full k n kh kw or r (k + n kh kw).</summary>
+    public static long CountParameters(Conv2dShape conv, int rank, bool decomposeBoth = false, int decomposeFactor = -1)
+    {
+        var s = (Factorization(conv.OutChannels, decomposeFactor), Factorization(conv.InChannels, decomposeFactor));
+        var (w1, w2) = UsesFullFactors(s, rank, decomposeBoth);
+        var ((l, k), (m, n)) = s;
+        long area = conv.KernelH * conv.KernelW;
+        return (w1 ? (long)l * m : (long)rank * (l + m)) + (w2 ? k * n * area : rank * (k + n * area));
+    }
+
+    /// <summary>The right factor w2 [out_k, in_n] ([out_k, in_n * kh * kw] on a Conv2d).</summary>
+    public Tensor W2() => lokr_w2 is not null ? lokr_w2.flatten(1) : lokr_w2_a!.matmul(lokr_w2_b!);
 
     public override Tensor DeltaWeight() => torch.kron(W1(), W2().contiguous()) * Scaling;
 
@@ -118,7 +141,10 @@ public sealed class LoKrBranch : AdapterBranch
     {
         // peft: in training the whole adapter is skipped with probability module_dropout, and rows of the update with rank_dropout.
         if (training && moduleDropout > 0 && torch.rand(1).item<float>() <= moduleDropout)
+        {
+            if (Conv is { } c0) using (no_grad()) return c0.Apply(x.to(ScalarType.Float32), torch.zeros(OutFeatures, c0.InChannels, c0.KernelH, c0.KernelW, device: x.device));
             return torch.zeros([.. x.shape[..^1], OutFeatures], dtype: ScalarType.Float32, device: x.device);
+        }
         var w = DeltaWeight();
         if (training && rankDropout > 0)
         {
@@ -126,6 +152,7 @@ public sealed class LoKrBranch : AdapterBranch
             if (rankDropoutScale) drop = drop / drop.mean();
             w = w * drop.unsqueeze(1);
         }
+        if (Conv is { } c) return c.Apply(x.to(w.dtype), w.view(OutFeatures, c.InChannels, c.KernelH, c.KernelW));
         return nn.functional.linear(x.to(w.dtype), w);
     }
 

@@ -29,7 +29,7 @@ public sealed record LoKrConfig : PeftConfig
     /// <summary>With rank dropout, rescale the kept rows by 1 / (kept fraction).</summary>
     public bool RankDropoutScale { get; init; }
 
-    /// <summary>Conv2d only in peft; no effect on Linear layers.</summary>
+    /// <summary>Conv2d only in peft (the Tucker form with lokr_t2 on k x k kernels, refused here); no effect on Linear layers or 1 x 1 kernels.</summary>
     public bool UseEffectiveConv2d { get; init; }
 
     /// <summary>Also decompose the left factor w1 into w1_a w1_b when r is small enough.</summary>

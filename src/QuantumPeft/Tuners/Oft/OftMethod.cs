@@ -43,6 +43,13 @@ public sealed class OftMethod : PeftMethod
         return new OftBranch(inFeatures, outFeatures, blocks, size, FormulaOf(c), c.NumCayleyNeumannTerms, c.BlockShare, c.Coft, c.Eps, c.InitWeights);
     }
 
+    // peft's OFT Conv2d rotates unfolded input patches and folds them back (overlapping patches add up), which is not its merged
+    // kernel W R^T, so an adapter trained there has no one meaning here; refuse rather than pick one.
+    public override AdapterBranch CreateConv2dBranch(PeftConfig config, string modulePath, Conv2dShape conv, ICollection<string>? warnings) =>
+        throw new ArgumentException($"OFT cannot adapt '{modulePath}', a Conv2d ({conv.InChannels} -> {conv.OutChannels}, {conv.KernelLabel}): not implemented, because peft's " +
+            "OFT on convolutions computes a different function unmerged (rotated, refolded input patches) than merged (W R^T). " +
+            $"Methods that adapt Conv2d: {string.Join(", ", PeftRegistry.Conv2dMethods)}; or exclude the convolutions from target_modules.", nameof(config));
+
     // Loading only: say which series a pre-0.18 file is computed with (peft 0.18 changed its last term).
     public override IReadOnlyCollection<string> ImportShared(PeftConfig config, IReadOnlyList<AdapterBranch> branches,
         IReadOnlyDictionary<string, Tensor> tensors, string source, ICollection<string> warnings)

@@ -14,6 +14,8 @@ public sealed record LoraExportResult(string Directory, int Modules, int Rank, l
 /// scaling is 1 and B A = s U diag(lambda) V^T, the Quantum-PEFT update. A fused-parts layer (c_attn[q,v]) becomes one LoRA of
 /// rank parts x K on the whole layer, so that peft, which has no parts form, reads the result. modules_to_save tensors are copied unchanged.
 /// Needs no model: the module shapes come from the file's "qpeft_module_shapes" metadata.
+/// A Conv2d layer (named with its kernel in the "qpeft_conv2d_kernels" metadata) becomes peft's LoRA Conv2d adapter: A = V^T as
+/// [K, in, kh, kw] (lora_A, a convolution with the base layer's kernel) and B = s U diag(lambda) as [out, K, 1, 1] (lora_B, 1 x 1).
 /// </remarks>
 public static class LoraExport
 {
@@ -27,6 +29,7 @@ public static class LoraExport
         var shapes = PeftAdapterFiles.ModuleShapes(files.Metadata, weightsPath)
             ?? throw new InvalidDataException($"{weightsPath}: no \"{PeftAdapterFiles.ShapesMetadataKey}\" metadata, so the layer shapes are unknown (was it written by this library?).");
         var infixes = PeftRegistry.Get(QuantumPeftConfig.TypeName).KeyInfixes;
+        var kernels = PeftModel.ReadConvKernels(files.Metadata, weightsPath);
 
         var output = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var used = new HashSet<string>(StringComparer.Ordinal);
@@ -59,7 +62,15 @@ public static class LoraExport
                 }
                 var rank = pieces.Count * config.R;
                 ranks.Add(rank);
-                output[PeftAdapterFiles.Key(path, "lora_A.weight")] = cat(aBlocks, 0).cpu().contiguous();
+                var a = cat(aBlocks, 0);
+                if (kernels.TryGetValue(path, out var kernel))
+                {
+                    if (kernel.InChannels * kernel.KernelH * kernel.KernelW != i)
+                        throw new InvalidDataException($"{weightsPath}: the Conv2d '{path}' has kernel [{kernel.InChannels}, {kernel.KernelH}, {kernel.KernelW}] in the metadata but {i} input features in its shapes.");
+                    a = a.reshape(rank, kernel.InChannels, kernel.KernelH, kernel.KernelW);
+                    b = b.reshape(o, rank, 1, 1);
+                }
+                output[PeftAdapterFiles.Key(path, "lora_A.weight")] = a.cpu().contiguous();
                 output[PeftAdapterFiles.Key(path, "lora_B.weight")] = b.cpu().contiguous();
                 loraParams += LoraBranch.CountParameters(i, o, rank);
             }
@@ -76,7 +87,8 @@ public static class LoraExport
             ModulesToSave = config.ModulesToSave, BaseModelNameOrPath = config.BaseModelNameOrPath,
             Revision = config.Revision, TaskType = config.TaskType, InferenceMode = true,
         };
-        PeftAdapterFiles.Write(outDirectory, lora.ToJson(), output, shapes);
+        var metadata = files.Metadata.TryGetValue(PeftModel.ConvKernelsMetadataKey, out var k) ? new Dictionary<string, string> { [PeftModel.ConvKernelsMetadataKey] = k } : null;
+        PeftAdapterFiles.Write(outDirectory, lora.ToJson(), output, shapes, metadata);
         return new LoraExportResult(outDirectory, shapes.Count, loraRank, loraParams, quantumParams);
     }
 }

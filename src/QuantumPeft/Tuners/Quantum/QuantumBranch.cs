@@ -12,6 +12,12 @@ namespace QuantumPeft.Tuners.Quantum;
 /// N_out x N_in matrix. File keys, relative to the module path: <c>qpeft_U.&lt;map parameter&gt;</c>,
 /// <c>qpeft_V.&lt;map parameter&gt;</c>, <c>qpeft_lambda</c>; when quantized each becomes <c>&lt;key&gt;.q</c>
 /// (int8/int16 codes) plus <c>&lt;key&gt;.scale</c> (float32 [1]), value = code * scale.
+/// <para>On a Conv2d the kernel [out, in, kh, kw] is the out x (in * kh * kw) matrix W, U is out x K and V (in * kh * kw) x K
+/// (their Stiefel maps take any N: sizes such as 27 = 3 * 9 or 576 = 64 * 9 go through the qudit or block constructions).
+/// Forward is base(x) + s * conv_1x1(U diag(lambda), conv(x, V^T as [K, in, kh, kw])) with the base layer's stride, padding and
+/// dilation, so per step it costs one K-channel convolution (K / out of the base layer's multiply-adds) plus a 1 x 1 one
+/// (K * out per output pixel) and the maps' U and V; no out x (in * kh * kw) matrix is formed. Merging adds
+/// s (U diag(lambda) V^T) viewed as [out, in, kh, kw].</para>
 /// </remarks>
 public sealed class QuantumBranch : AdapterBranch
 {
@@ -39,7 +45,14 @@ public sealed class QuantumBranch : AdapterBranch
 
     /// <summary>Builds the maps with the config's options (seeded per side) and lambda per config.init_lambda.</summary>
     public QuantumBranch(int inFeatures, int outFeatures, QuantumPeftConfig config, long seedU, long seedV)
-        : base(nameof(QuantumBranch), inFeatures, outFeatures)
+        : this(inFeatures, outFeatures, null, config, seedU, seedV) { }
+
+    /// <summary>The branch for a Conv2d of geometry <paramref name="conv"/>: U is out x K, V (in * kh * kw) x K.</summary>
+    public QuantumBranch(Conv2dShape conv, QuantumPeftConfig config, long seedU, long seedV)
+        : this(conv.MatrixIn, conv.OutChannels, conv, config, seedU, seedV) { }
+
+    private QuantumBranch(int inFeatures, int outFeatures, Conv2dShape? conv, QuantumPeftConfig config, long seedU, long seedV)
+        : base(nameof(QuantumBranch), inFeatures, outFeatures, conv)
     {
         config.Validate();
         Rank = config.R;
@@ -113,6 +126,12 @@ public sealed class QuantumBranch : AdapterBranch
         var (u, v, lambda) = Factors();
         var h = x.to(ScalarType.Float32);
         if (qpeft_dropout is not null) h = qpeft_dropout.forward(h);
+        if (Conv is { } conv)
+        {
+            // V^T as a K-channel kernel with the base layer's geometry, then U diag(lambda) as a 1 x 1 convolution.
+            var down = conv.Apply(h, v.t().reshape(Rank, conv.InChannels, conv.KernelH, conv.KernelW));
+            return nn.functional.conv2d(down * lambda.view(1, Rank, 1, 1), u.reshape(OutFeatures, Rank, 1, 1));
+        }
         return (h.matmul(v) * lambda).matmul(u.t());
     }
 
@@ -122,7 +141,8 @@ public sealed class QuantumBranch : AdapterBranch
         return (u * lambda).matmul(v.t());
     }
 
-    /// <summary>The exact LoRA form of this update: B = s U diag(lambda) (out x K), A = V^T (K x in), LoRA scaling 1.</summary>
+    /// <summary>The exact LoRA form of this update: B = s U diag(lambda) (out x K), A = V^T (K x in), LoRA scaling 1.
+    /// On a Conv2d, reshape them to peft's [out, K, 1, 1] and [K, in, kh, kw] (<see cref="LoraExport"/> does).</summary>
     public (Tensor B, Tensor A) ToLora()
     {
         var (u, v, lambda) = Factors();

@@ -9,6 +9,14 @@ public sealed class QuantumPeftMethod : PeftMethod
     public override Type ConfigType => typeof(QuantumPeftConfig);
     public override IReadOnlyList<string> KeyInfixes => ["qpeft_U.", "qpeft_V.", "qpeft_lambda"];
 
+    public override bool SupportsConv2d => true;
+
+    public override AdapterBranch CreateConv2dBranch(PeftConfig config, string modulePath, Conv2dShape conv, ICollection<string>? warnings)
+    {
+        var c = (QuantumPeftConfig)config;
+        return new QuantumBranch(conv, c, StableSeed.For(c.Seed, modulePath, "U"), StableSeed.For(c.Seed, modulePath, "V"));
+    }
+
     public override AdapterBranch CreateBranch(PeftConfig config, string modulePath, int inFeatures, int outFeatures, ICollection<string>? warnings)
     {
         var c = (QuantumPeftConfig)config;
