@@ -91,6 +91,12 @@ public abstract class AdapterBranch : nn.Module
     /// <summary>Size in bits when the branch is quantized (post-training or quantization-aware), otherwise null.</summary>
     public virtual long? QuantizedBits => null;
 
+    /// <summary>
+    /// Names (as in named_parameters) of the parameters that scale the update rather than shape it, such as
+    /// Quantum-PEFT's lambda: the trainer can give them their own learning rate. Default: none.
+    /// </summary>
+    public virtual IReadOnlyList<string> ScaleParameterNames => [];
+
     /// <summary>Checks one stored tensor against the expected shape, naming the key and both shapes.</summary>
     protected static Tensor Require(IReadOnlyDictionary<string, Tensor> state, string key, string keyPrefix, params long[] shape)
     {

@@ -219,6 +219,19 @@ public sealed class PeftModel
         }
     }
 
+    /// <summary>The active adapter's scale parameters (<see cref="AdapterBranch.ScaleParameterNames"/>: Quantum-PEFT's lambda), by model state name; a subset of <see cref="NamedAdapterParameters"/>.</summary>
+    public IEnumerable<(string Name, Parameter Parameter)> NamedScaleParameters()
+    {
+        if (activeAdapter is null) yield break;
+        foreach (var (path, layer) in AdaptedLayers)
+        {
+            if (!layer.HasAdapter(activeAdapter)) continue;
+            var branch = layer[activeAdapter];
+            foreach (var (n, p) in branch.named_parameters())
+                if (branch.ScaleParameterNames.Contains(n)) yield return ($"{path}.adapters.{activeAdapter}.{n}", p);
+        }
+    }
+
     /// <summary>Trainable parameters that are not adapter branches (the modules_to_save, e.g. a classifier head).</summary>
     public IEnumerable<Parameter> OtherTrainableParameters() => NamedOtherTrainableParameters().Select(p => p.Parameter);
 

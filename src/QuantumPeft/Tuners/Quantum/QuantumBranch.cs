@@ -165,6 +165,9 @@ public sealed class QuantumBranch : AdapterBranch
         Quantization = settings;
     }
 
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> ScaleParameterNames => [nameof(qpeft_lambda)];
+
     public override long? QuantizedBits => Quantization is { AngleBits: { } ab, LambdaBits: { } lb }
         ? (qpeft_U.ParameterCount + qpeft_V.ParameterCount) * ab + (long)Rank * lb
         : null;
