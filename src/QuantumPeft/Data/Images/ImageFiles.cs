@@ -22,7 +22,9 @@ public static class ImageFiles
         try { image = Image.Load<Rgb24>(path); }
         catch (Exception e) when (e is UnknownImageFormatException or InvalidImageContentException or NotSupportedException or ImageFormatException)
         {
-            throw new InvalidDataException($"{path}: not a readable image ({e.Message.TrimEnd('.')}); expected a PNG or JPEG file.", e);
+            // ImageSharp's message can list its decoders over several lines; the first says what went wrong.
+            var reason = e.Message.Split('\n', 2)[0].Trim().TrimEnd('.', ':');
+            throw new InvalidDataException($"{path}: not a readable image ({reason}); expected a PNG or JPEG file.", e);
         }
         using (image)
         {
