@@ -132,20 +132,23 @@ public static class PilResize
 
     static double Sinc(double x) => x == 0 ? 1 : Math.Sin(x * Math.PI) / (x * Math.PI);
 
-    // Pillow's nearest resize is an affine transform sampling the input at floor((i + 0.5) x scale).
+    // Pillow's nearest resize is an affine scale (ImagingScaleAffine): the source coordinate starts at scale / 2 and grows by
+    // scale per pixel, added up in doubles and truncated, so 0.5 x 2/3 + 4 x 2/3 lands just below 3 and picks pixel 2.
     static byte[] ResizeNearest(byte[] pixels, int height, int width, int channels, int outHeight, int outWidth)
     {
-        var result = new byte[outHeight * outWidth * channels];
-        double sy = (double)height / outHeight, sx = (double)width / outWidth;
-        for (int y = 0; y < outHeight; y++)
+        static int[] Sources(int inSize, int outSize)
         {
-            int iy = Math.Min(height - 1, (int)Math.Floor((y + 0.5) * sy));
-            for (int x = 0; x < outWidth; x++)
-            {
-                int ix = Math.Min(width - 1, (int)Math.Floor((x + 0.5) * sx));
-                Array.Copy(pixels, (iy * width + ix) * channels, result, (y * outWidth + x) * channels, channels);
-            }
+            double step = (double)inSize / outSize, at = step * 0.5;
+            var result = new int[outSize];
+            for (int i = 0; i < outSize; i++, at += step) result[i] = Math.Clamp((int)at, 0, inSize - 1);
+            return result;
         }
+        var rows = Sources(height, outHeight);
+        var cols = Sources(width, outWidth);
+        var result = new byte[outHeight * outWidth * channels];
+        for (int y = 0; y < outHeight; y++)
+            for (int x = 0; x < outWidth; x++)
+                Array.Copy(pixels, (rows[y] * width + cols[x]) * channels, result, (y * outWidth + x) * channels, channels);
         return result;
     }
 }
