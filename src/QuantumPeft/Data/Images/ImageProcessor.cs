@@ -238,14 +238,17 @@ public sealed class ImageProcessor
     /// Pixel values [B, <paramref name="channels"/>, H, W] (float32, on <paramref name="device"/>): each image converted to the
     /// model's channels (grayscale to RGB as PIL's convert("RGB")), resized and cropped in bytes, then rescaled and normalised in float32.
     /// </summary>
+    /// <remarks>Mean and std have one value per channel, or one for all; a one-channel model given three uses their average.</remarks>
     /// <exception cref="ArgumentException">The images come out at different sizes (no resize), or mean/std do not fit the channels.</exception>
     public Tensor Process(IReadOnlyList<ImageExample> images, int channels, Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(images);
         if (images.Count == 0) throw new ArgumentException("no images to process.", nameof(images));
         var c = Config;
+        // A grayscale model under RGB statistics (ImageNet's defaults) takes their average.
         float[] Per(IReadOnlyList<double> values, string name) => values.Count == channels ? values.Select(v => (float)v).ToArray()
             : values.Count == 1 ? Enumerable.Repeat((float)values[0], channels).ToArray()
+            : channels == 1 ? [(float)values.Average()]
             : throw new ArgumentException($"{Source}: {name} has {values.Count} values for a model of {channels} channel(s).");
         var mean = Per(c.Mean, "image_mean");
         var std = Per(c.Std, "image_std");
