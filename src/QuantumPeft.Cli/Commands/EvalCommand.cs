@@ -16,10 +16,10 @@ public sealed class EvalCommand : ICliCommand
 {
     public Command Build()
     {
-        var model = new Option<string>("--model") { Description = "minilm or a Hugging Face BERT folder (the base model, or a merged classifier folder without --adapter).", DefaultValueFactory = _ => "minilm" };
+        var model = new Option<string>("--model") { Description = "minilm, a Hugging Face BERT folder or an image classifier folder (the base model, or a merged classifier folder without --adapter).", DefaultValueFactory = _ => "minilm" };
         var adapter = new Option<string?>("--adapter") { Description = "Adapter folder written by qpeft train (OUT/adapter). Without it, --model must hold a classifier head." };
-        var task = new Option<string>("--task") { Description = $"Task: {string.Join(", ", TextTasks.Names)}.", DefaultValueFactory = _ => "sentiment" };
-        var dataDir = new Option<string?>("--data-dir") { Description = "Folder holding the GLUE task folders (GLUE tasks only)." };
+        var task = new Option<string>("--task") { Description = $"Task: {string.Join(", ", TextTasks.Names)}; images: {string.Join(", ", ImageTasks.Names)}.", DefaultValueFactory = _ => "sentiment" };
+        var dataDir = new Option<string?>("--data-dir") { Description = "Folder holding the GLUE task folders, or the image task's data (as for qpeft train)." };
         var split = new Option<string>("--split") { Description = "test, validation or both.", DefaultValueFactory = _ => "test" };
         var batch = new Option<int>("--batch-size") { Description = "Evaluation batch (train evaluates in batches of 2 x its batch size, 32).", DefaultValueFactory = _ => ClassifierEvaluation.DefaultBatchSize };
         var maxLength = new Option<int>("--max-length") { Description = "Tokens per example (train's default).", DefaultValueFactory = _ => 64 };

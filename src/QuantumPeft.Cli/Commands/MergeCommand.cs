@@ -12,7 +12,7 @@ public sealed class MergeCommand : ICliCommand
 {
     public Command Build()
     {
-        var model = new Option<string>("--model") { Description = "minilm, or the Hugging Face folder (BERT, GPT-2, LLaMA, Mistral, Qwen2) the adapter was trained on.", DefaultValueFactory = _ => "minilm" };
+        var model = new Option<string>("--model") { Description = "minilm, or the Hugging Face folder (BERT, GPT-2, LLaMA, Mistral, Qwen2, an image classifier) the adapter was trained on.", DefaultValueFactory = _ => "minilm" };
         var adapter = new Option<string>("--adapter") { Description = "Adapter folder written by qpeft train (OUT/adapter).", Required = true };
         var outDir = new Option<string>("--out") { Description = "Folder to write (config.json, model.safetensors, tokenizer files).", Required = true };
         var force = new Option<bool>("--force") { Description = "Replace --out if it is not empty." };

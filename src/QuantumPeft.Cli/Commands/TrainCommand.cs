@@ -15,16 +15,17 @@ using TorchSharp;
 namespace QuantumPeft.Cli.Commands;
 
 /// <summary>
-/// <c>qpeft train</c>: fine-tune a BERT folder (default: the bundled MiniLM) on a text task, or a causal LM (GPT-2, LLaMA family)
-/// on a generation task (e2e). With no arguments, the main job. Both go through the one trainer loop.
+/// <c>qpeft train</c>: fine-tune a BERT folder (default: the bundled MiniLM) on a text task, a causal LM (GPT-2, LLaMA family)
+/// on a generation task (e2e), or an image classifier (ViT, ResNet) on an image task (cifar10, mnist, fashion-mnist, images).
+/// With no arguments, the main job. All go through the one trainer loop.
 /// </summary>
 public sealed class TrainCommand : ICliCommand
 {
     public Command Build()
     {
-        var model = new Option<string>("--model") { Description = "minilm, a Hugging Face BERT folder, or (generation tasks) a causal-LM folder.", DefaultValueFactory = _ => "minilm" };
-        var task = new Option<string>("--task") { Description = $"Task: {string.Join(", ", TextTasks.Names)}; generation: {string.Join(", ", GenerationTasks.Names)}.", DefaultValueFactory = _ => "sentiment" };
-        var dataDir = new Option<string?>("--data-dir") { Description = "Folder holding the GLUE task folders, or the E2E CSV files." };
+        var model = new Option<string>("--model") { Description = "minilm, a Hugging Face BERT folder, (generation tasks) a causal-LM folder, or (image tasks) an image classifier folder (ViT, ResNet).", DefaultValueFactory = _ => "minilm" };
+        var task = new Option<string>("--task") { Description = $"Task: {string.Join(", ", TextTasks.Names)}; generation: {string.Join(", ", GenerationTasks.Names)}; images: {string.Join(", ", ImageTasks.Names)}.", DefaultValueFactory = _ => "sentiment" };
+        var dataDir = new Option<string?>("--data-dir") { Description = "Folder holding the GLUE task folders, the E2E CSV files, CIFAR-10's binary batches, IDX files (mnist, fashion-mnist: else fetched), or ROOT/<label>/*.png|jpg (images)." };
         var method = new Option<string>("--method") { Description = $"{string.Join(" | ", FineTuneSpec.Methods)} (head: classifiers only).", DefaultValueFactory = _ => "quantum" };
         var settings = new Option<string[]>("--set") { Description = "A config field of the method by peft's name, KEY=VALUE (repeatable): e.g. n_frequency=1000, target_r=4, d_initial=0.1.", AllowMultipleArgumentsPerToken = false };
         var rank = new Option<int?>("--rank") { Description = "Rank K (quantum) or r (lora). Default: 8; generation tasks 4 (the LoRA paper's E2E rank)." };
@@ -34,7 +35,7 @@ public sealed class TrainCommand : ICliCommand
         var alpha = new Option<double?>("--alpha") { Description = "Scaling numerator, s = alpha / rank. Default: 2 x rank; generation tasks with lora 32 (E2E recipe)." };
         var targets = new Option<string?>("--targets") { Description = "all-linear, re:PATTERN, or names a,b,c (c_attn[q,v]: GPT-2's q and v thirds). Default: all-linear; generation tasks query and value (GPT-2 c_attn[q,v], LLaMA q_proj,v_proj)." };
         var epochs = new Option<int?>("--epochs") { Description = "Default: 3; generation tasks 5." };
-        var lr = new Option<double?>("--lr") { Description = "Adapter (or backbone) learning rate. Default: quantum 2e-2, lora 1e-3 (generation tasks 2e-4), full 5e-5." };
+        var lr = new Option<double?>("--lr") { Description = "Adapter (or backbone) learning rate. Default: quantum 2e-2, lora 1e-3 (generation tasks 2e-4; image tasks 5e-3 with alpha = rank, peft's ViT recipe), full 5e-5." };
         var headLr = new Option<double>("--head-lr") { Description = "Classifier head learning rate.", DefaultValueFactory = _ => 2e-3 };
         var batch = new Option<int?>("--batch-size") { Description = "Default: 16; generation tasks 8." };
         var maxLength = new Option<int?>("--max-length") { Description = "Tokens per example. Default: 64; generation tasks 256 (prompt + completion)." };
@@ -78,6 +79,8 @@ public sealed class TrainCommand : ICliCommand
                 throw new ArgumentException(image
                     ? $"task '{taskName}' trains an image classifier ({string.Join(", ", ImageClassifiers.ModelTypes)}), but --model '{folder}' is model_type '{HfCheckpoint.ReadModelType(folder) ?? "(none)"}'."
                     : $"--model '{folder}' is an image classifier; it trains on an image task ({string.Join(", ", ImageTasks.Names)}), not on '{taskName}'.");
+            if (!image && (parse.GetValue(imageSize) is not null || parse.GetValue(trainLimit) is not null || parse.GetValue(evalLimit) is not null || parse.GetValue(augment) != "none"))
+                throw new ArgumentException($"--image-size, --augment, --train-limit and --eval-limit apply to image tasks ({string.Join(", ", ImageTasks.Names)}), not to '{taskName}'.");
             if (generation != CausalLMs.IsCausalLM(folder))
                 throw new ArgumentException(generation
                     ? $"task '{taskName}' trains a causal LM (GPT-2, LLaMA, Mistral, Qwen2), but --model '{folder}' is model_type '{CausalLMs.ReadModelType(folder) ?? "(none)"}'."

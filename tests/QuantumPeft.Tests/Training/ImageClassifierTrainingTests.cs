@@ -150,6 +150,20 @@ public sealed class ImageClassifierTrainingTests : IDisposable
     }
 
     [Fact]
+    public void ARealMnistSubsetIsLearnedThroughTheTrainer()
+    {
+        // Real digits (the fetched IDX files), a fixed subset: 1,000 to train, 300 each to validate and test.
+        var task = MnistTasks.Load("mnist").Limit(1000, 300);
+        var folder = TinyImageModel.WriteFolder(Path.Combine(dir, "mnist"), numLabels: 10, channels: 1, imageSize: 28, hidden: 32, seed: 2);
+        using var model = new ImageClassifierFineTuner(folder, 10, new FineTuneSpec { Method = "full", Seed = 5 }, CPU, log: _ => { });
+        Assert.Equal(28, model.Processor.Config.Height);   // the model's image size: no resize
+        var result = new Trainer<ImageExample>(new ImageClassificationObjective(model, task),
+            Options(epochs: 2) with { BatchSize = 50, AdapterLearningRate = 1e-2, HeadLearningRate = 1e-2 }).Run();
+        output.WriteLine($"MNIST subset (1000/300/300), tiny MLP, full fine-tuning, 2 epochs: test accuracy {result.TestMetric:F3}, loss {result.TestMetrics["loss"]:F3}, {result.ExamplesPerSecond:F0} images/s");
+        Assert.True(result.TestMetric > 0.7, $"test accuracy {result.TestMetric:F3}");
+    }
+
+    [Fact]
     public void AHeadOfAnotherClassCountIsRefused()
     {
         using var model = new ImageClassifierFineTuner(Folder("refuse"), 3, new FineTuneSpec { Method = "head" }, CPU, imageSize: 8, log: _ => { });
