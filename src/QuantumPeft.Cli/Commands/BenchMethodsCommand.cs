@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text;
 using QuantumPeft.Data;
 using QuantumPeft.Models;
 using QuantumPeft.Training;
@@ -8,65 +7,100 @@ using TorchSharp;
 
 namespace QuantumPeft.Cli.Commands;
 
-/// <summary><c>qpeft bench methods</c>: every adapter method on the same model, task, seed and step budget: parameters, step time and test metric (methods.csv, methods.md).</summary>
+/// <summary>
+/// <c>qpeft bench methods</c>: a grid of methods and settings on one task and model, several seeds each, one run after
+/// another; resumable (runs.csv); writes methods.csv, methods.md and methods.png (test metric against adapter parameters).
+/// </summary>
 public sealed class BenchMethodsCommand : ICliCommand
 {
     public string? Parent => "bench";
+
+    /// <summary>The default grid: Quantum-PEFT at several K and L, LoRA r = 1, 2, 8, head only, full, and every baseline method.</summary>
+    public static readonly IReadOnlyList<string> DefaultGrid =
+    [
+        "quantum", "quantum:layers=4", "quantum:rank=16:layers=2", "lora:rank=1", "lora:rank=2", "lora:rank=8", "head", "full",
+        .. FineTuneSpec.BaselineMethods.Keys,
+    ];
+
+    /// <summary>The entry the step times are compared with.</summary>
+    public const string ReferenceEntry = "lora:rank=8";
 
     public Command Build()
     {
         var model = new Option<string>("--model") { DefaultValueFactory = _ => "minilm" };
         var task = new Option<string>("--task") { Description = $"A classification task: {string.Join(", ", TextTasks.Names)}.", DefaultValueFactory = _ => "sentiment" };
         var dataDir = new Option<string?>("--data-dir");
-        var methods = new Option<string>("--methods") { Description = "Comma-separated methods.", DefaultValueFactory = _ => string.Join(",", FineTuneSpec.Methods.Where(m => m is not ("head" or "full"))) };
-        var rank = new Option<int>("--rank") { Description = "Rank of the methods that have one (Quantum-PEFT K, LoRA r, AdaLoRA target_r, VeRA r, LoKr r).", DefaultValueFactory = _ => 8 };
-        var steps = new Option<int>("--steps") { Description = "Optimizer steps per method (one schedule over them).", DefaultValueFactory = _ => 100 };
+        var grid = new Option<string[]>("--grid")
+        {
+            Description = "Entries METHOD[:KEY=VALUE...] (comma-separated or repeated), e.g. quantum:rank=8:layers=2, lora:rank=1, vera:rank=256:lr=5e-3, head. " +
+                "Keys: rank, layers, map, init_scale, alpha, targets, lr, head_lr, or a config field of the method by peft's name. Default: " + string.Join(",", DefaultGrid) + ".",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var rank = new Option<int>("--rank") { Description = "Rank of entries that name none (Quantum-PEFT K, LoRA r, AdaLoRA target_r, VeRA r, LoKr r).", DefaultValueFactory = _ => 8 };
+        var seeds = new Option<string>("--seeds") { Description = "Comma-separated seeds; each entry runs once per seed.", DefaultValueFactory = _ => "42,43,44" };
+        var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 3 };
+        var steps = new Option<int?>("--steps") { Description = "Stop each run after this many optimizer steps (the schedule spans them)." };
         var batch = new Option<int>("--batch-size") { DefaultValueFactory = _ => 16 };
         var maxLength = new Option<int>("--max-length") { DefaultValueFactory = _ => 64 };
-        var seed = new Option<long>("--seed") { DefaultValueFactory = _ => 42 };
         var threads = new Option<int?>("--threads");
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
-        var outDir = new Option<string>("--out") { DefaultValueFactory = _ => "out/bench-methods" };
-        var cmd = new Command("methods", "Train every adapter method for the same steps on one task; writes methods.csv and methods.md (parameters, step time, test metric).");
-        foreach (var o in new Option[] { model, task, dataDir, methods, rank, steps, batch, maxLength, seed, threads, device, outDir }) cmd.Options.Add(o);
+        var outDir = new Option<string>("--out") { Description = "Output folder; runs already in its runs.csv are not run again.", DefaultValueFactory = _ => "out/bench-methods" };
+        var cmd = new Command("methods", "Train a grid of methods and settings on one task, several seeds each (resumable); writes runs.csv, methods.csv, methods.md and methods.png.");
+        foreach (var o in new Option[] { model, task, dataDir, grid, rank, seeds, epochs, steps, batch, maxLength, threads, device, outDir }) cmd.Options.Add(o);
         cmd.SetAction(parse =>
         {
             if (parse.GetValue(threads) is int t) torch.set_num_threads(t);
-            var names = parse.GetValue(methods)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).ToList();
-            var unknown = names.FirstOrDefault(n => !FineTuneSpec.Methods.Contains(n));
-            if (unknown is not null) throw new ArgumentException($"--methods: unknown method '{unknown}' (valid: {string.Join(", ", FineTuneSpec.Methods)}).");
-            int nSteps = parse.GetValue(steps);
-            if (nSteps < 1) throw new ArgumentException("--steps must be at least 1.");
+            var texts = parse.GetValue(grid) is { Length: > 0 } g ? g.SelectMany(s => s.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)).ToList() : DefaultGrid.ToList();
+            var entries = texts.Select(s => GridEntry.Parse(s, parse.GetValue(rank))).ToList();
+            var duplicate = entries.GroupBy(e => e.Label).FirstOrDefault(x => x.Count() > 1);
+            if (duplicate is not null) throw new ArgumentException($"--grid: entry '{duplicate.Key}' is given twice.");
+            var seedList = parse.GetValue(seeds)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+                .Select(s => long.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v : throw new ArgumentException($"--seeds: '{s}' is not an integer.")).ToList();
+            if (seedList.Count == 0) throw new ArgumentException("--seeds: give at least one seed.");
+            int nEpochs = parse.GetValue(epochs);
+            if (nEpochs < 1) throw new ArgumentException("--epochs must be at least 1.");
+            if (parse.GetValue(steps) is < 1) throw new ArgumentException("--steps must be at least 1.");
             var dev = EmbedCommand.ParseDevice(parse.GetValue(device)!);
             var folder = ModelResolver.Resolve(parse.GetValue(model)!);
             var data = TextTasks.Load(parse.GetValue(task)!, parse.GetValue(dataDir));
-            var rows = new List<(string Method, long Params, double StepMs, double Validation, double Test, double Lr)>();
-            foreach (var m in names)
-            {
-                torch.manual_seed(parse.GetValue(seed));
-                var spec = new FineTuneSpec { Method = m, Rank = parse.GetValue(rank), Seed = parse.GetValue(seed), TotalSteps = nSteps };
-                using var classifier = new BertTextClassifier(folder, data.NumLabels, spec, parse.GetValue(maxLength), dev);
-                var lr = FineTuneSpec.DefaultLearningRate(m);
-                var options = new TrainerOptions { Epochs = 1000, MaxSteps = nSteps, BatchSize = parse.GetValue(batch), AdapterLearningRate = lr, HeadLearningRate = 2e-3,
-                    Seed = parse.GetValue(seed), EvaluateEachEpoch = false };
-                var result = new Trainer(classifier, data, options).Run();
-                rows.Add((m, classifier.Counts().Adapter, 1000 * result.TrainSeconds / result.Steps, result.BestValidationMetric, result.TestMetric, lr));
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{m,-10} adapter params {rows[^1].Params,10:N0}  {rows[^1].StepMs,7:F1} ms/step  validation {result.MainMetric} {result.BestValidationMetric:F4}  test {result.TestMetric:F4}"));
-            }
-            var inv = CultureInfo.InvariantCulture;
             var dir = Path.GetFullPath(parse.GetValue(outDir)!);
             Directory.CreateDirectory(dir);
-            var csv = new StringBuilder("method,rank,adapter_params,steps,ms_per_step,validation_metric,test_metric,lr\n");
-            foreach (var r in rows) csv.Append(inv, $"{r.Method},{parse.GetValue(rank)},{r.Params},{nSteps},{r.StepMs:F1},{r.Validation:F4},{r.Test:F4},{r.Lr}\n");
-            var md = new StringBuilder(string.Create(inv, $"# Adapter methods on {data.Name}\n\nModel {folder}; {nSteps} steps of batch {parse.GetValue(batch)} per method (one linear schedule), seed {parse.GetValue(seed)}, " +
-                $"rank {parse.GetValue(rank)} where a method has one, each method's default learning rate; the classifier head trains too (lr 2e-3). One run, one seed.\n\n"));
-            md.AppendLine($"| method | adapter params | ms / step | validation {data.MainMetric} | test {data.MainMetric} | lr |");
-            md.AppendLine("|---|---:|---:|---:|---:|---:|");
-            foreach (var r in rows) md.AppendLine(string.Create(inv, $"| {r.Method} | {r.Params:N0} | {r.StepMs:F1} | {r.Validation:F4} | {r.Test:F4} | {r.Lr} |"));
-            Formats.AtomicFile.WriteAllText(Path.Combine(dir, "methods.csv"), csv.ToString());
-            Formats.AtomicFile.WriteAllText(Path.Combine(dir, "methods.md"), md.ToString());
-            Console.WriteLine($"wrote {Path.Combine(dir, "methods.csv")} and methods.md");
+            var runsPath = Path.Combine(dir, "runs.csv");
+            var done = MethodComparison.ReadRuns(runsPath);
+            var inv = CultureInfo.InvariantCulture;
+            int total = entries.Count * seedList.Count, index = 0;
+            foreach (var entry in entries)
+                foreach (var seed in seedList)
+                {
+                    index++;
+                    if (done.Any(r => r.Entry == entry.Label && r.Seed == seed)) { Console.WriteLine($"[{index}/{total}] {entry.Label} seed {seed}: in runs.csv, skipped"); continue; }
+                    torch.manual_seed(seed);
+                    var options = new TrainerOptions
+                    {
+                        Epochs = nEpochs, MaxSteps = parse.GetValue(steps), BatchSize = parse.GetValue(batch), AdapterLearningRate = entry.LearningRate,
+                        HeadLearningRate = entry.HeadLearningRate, Seed = seed,
+                    };
+                    var spec = entry.Spec with { Seed = seed, TotalSteps = options.PlannedSteps(data.Train.Count) };
+                    using var classifier = new BertTextClassifier(folder, data.NumLabels, spec, parse.GetValue(maxLength), dev);
+                    var result = new Trainer(classifier, data, options).Run();
+                    var run = new ComparisonRun(entry.Label, spec.Method, seed, classifier.Counts().Adapter, result.Steps, result.TrainSeconds,
+                        1000 * result.TrainSeconds / Math.Max(1, result.Steps), result.BestValidationMetric, result.TestMetric, entry.LearningRate);
+                    MethodComparison.AppendRun(runsPath, run);
+                    Console.WriteLine(string.Create(inv,
+                        $"[{index}/{total}] {entry.Label} seed {seed}: adapter params {run.AdapterParameters:N0}, {run.MsPerStep:F1} ms/step, validation {result.MainMetric} {run.Validation:F4}, test {run.Test:F4}"));
+                }
+            var all = MethodComparison.ReadRuns(runsPath);
+            var order = entries.Select(e => e.Label).Concat(all.Select(r => r.Entry)).Distinct().ToList();
+            var rows = MethodComparison.Summarise(all, order, ReferenceEntry);
+            var stepsText = parse.GetValue(steps) is { } s ? string.Create(inv, $"at most {s} steps") : $"{nEpochs} epochs";
+            var setting = string.Create(inv,
+                $"Task {data.Name} (test metric {data.MainMetric}), model {folder}; {stepsText} of batch {parse.GetValue(batch)}, max length {parse.GetValue(maxLength)}, ") +
+                string.Create(inv, $"seeds {string.Join(", ", seedList)}; each entry's learning rate (the method's default unless it names one), head lr {GridEntry.DefaultHeadLearningRate} unless named; ") +
+                "the epoch with the best validation metric is kept and tested.";
+            Formats.AtomicFile.WriteAllText(Path.Combine(dir, "methods.csv"), MethodComparison.ToCsv(rows));
+            Formats.AtomicFile.WriteAllText(Path.Combine(dir, "methods.md"), MethodComparison.ToMarkdown(rows, $"Adapter methods on {data.Name}", setting, data.MainMetric, ReferenceEntry));
+            MethodComparison.SavePlot(Path.Combine(dir, "methods.png"), rows, $"{data.Name}: test {data.MainMetric} against adapter parameters", data.MainMetric);
+            Console.WriteLine($"wrote {runsPath}, methods.csv, methods.md and methods.png in {dir}");
             return 0;
         });
         return cmd;

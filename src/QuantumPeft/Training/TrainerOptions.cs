@@ -54,8 +54,17 @@ public sealed record TrainerOptions
     /// <summary>Stop after this many optimiser steps in all (the schedule is laid out over this count).</summary>
     public int? MaxSteps { get; init; }
 
+    /// <summary>
+    /// Learning rate of the adapters' scale parameters (<see cref="ITrainingObjective{TExample}.ScaleParameters"/>: Quantum-PEFT's
+    /// lambda) when set; otherwise they train at <see cref="AdapterLearningRate"/> with the rest of the adapter.
+    /// </summary>
+    public double? ScaleLearningRate { get; init; }
+
     /// <summary>Label smoothing of the cross-entropy loss (classification only).</summary>
     public double LabelSmoothing { get; init; }
+
+    /// <summary>The optimiser steps of a run over <paramref name="trainCount"/> examples: epochs x steps per epoch, capped by <see cref="MaxSteps"/>.</summary>
+    public int PlannedSteps(int trainCount) => Math.Min(Epochs * ((trainCount + BatchSize - 1) / BatchSize), MaxSteps ?? int.MaxValue);
 
     /// <summary>Throws an ArgumentException naming the first option out of range.</summary>
     public void Validate()
@@ -69,6 +78,7 @@ public sealed record TrainerOptions
         Check(EvalBatchSize is null or >= 1, nameof(EvalBatchSize), EvalBatchSize!, ">= 1");
         Check(AdapterLearningRate >= 0 && double.IsFinite(AdapterLearningRate), nameof(AdapterLearningRate), AdapterLearningRate, "a finite value >= 0");
         Check(HeadLearningRate >= 0 && double.IsFinite(HeadLearningRate), nameof(HeadLearningRate), HeadLearningRate, "a finite value >= 0");
+        Check(ScaleLearningRate is null or (>= 0 and < double.PositiveInfinity), nameof(ScaleLearningRate), ScaleLearningRate!, "a finite value >= 0");
         Check(WeightDecay >= 0, nameof(WeightDecay), WeightDecay, ">= 0");
         Check(WarmupRatio is >= 0 and <= 1, nameof(WarmupRatio), WarmupRatio, "between 0 and 1");
         Check(WarmupSteps is null or >= 0, nameof(WarmupSteps), WarmupSteps!, ">= 0");

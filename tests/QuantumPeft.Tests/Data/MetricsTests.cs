@@ -21,6 +21,18 @@ public sealed class MetricsTests
     public void F1_without_true_positives_is_zero() => Assert.Equal(0, Metrics.F1([0, 0, 1], [1, 1, 0]));
 
     [Fact]
+    public void Macro_F1_averages_the_per_class_F1()
+    {
+        // p = 0 0 1 2 2 2, t = 0 1 1 2 2 0.
+        // class 0: TP 1 (idx 0), FP 1 (idx 1), FN 1 (idx 5) -> 2/4; class 1: TP 1 (idx 2), FP 0, FN 1 (idx 1) -> 2/3;
+        // class 2: TP 2 (idx 3, 4), FP 1 (idx 5), FN 0 -> 4/5. Mean (0.5 + 2/3 + 0.8) / 3.
+        Assert.Equal((0.5 + 2.0 / 3 + 0.8) / 3, Metrics.MacroF1([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0]), 12);
+        // A class only predicted (3) counts with F1 0, as sklearn's macro average over the union of labels:
+        // p = 0 3, t = 0 0 -> class 0: TP 1, FN 1 -> 2/3; class 3: 0. Mean 1/3.
+        Assert.Equal(1.0 / 3, Metrics.MacroF1([0, 3], [0, 0]), 12);
+    }
+
+    [Fact]
     public void Matthews_correlation_matches_the_binary_formula()
     {
         // (TP TN - FP FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)) = (9 - 1) / sqrt(4 * 4 * 4 * 4) = 8 / 16 = 0.5
@@ -59,7 +71,7 @@ public sealed class MetricsTests
         var m = Metrics.Compute(["f1", "accuracy"], P, T);
         Assert.Equal(["f1", "accuracy"], m.Keys);
         var e = Assert.Throws<ArgumentException>(() => Metrics.Compute(["bleu"], P, T));
-        Assert.Contains("accuracy, f1, mcc, pearson, spearman", e.Message);
+        Assert.Contains("accuracy, f1, macro_f1, mcc, pearson, spearman", e.Message);
     }
 
     [Fact]
