@@ -104,6 +104,36 @@ public sealed class ImageCommandsTests : IDisposable
     }
 
     [Fact]
+    public void Cifar10BatchesTrainOnSeededSubsetsWithCropAndFlip()
+    {
+        // CIFAR-10's binary layout: a label byte, then the R, G and B planes of 32 x 32; class 0 dark, class 1 bright.
+        var cifar = Path.Combine(dir, "cifar");
+        Directory.CreateDirectory(cifar);
+        var rng = new Random(3);
+        byte[] Records(int n) => Enumerable.Range(0, n).SelectMany(i =>
+            new[] { (byte)(i % 2) }.Concat(Enumerable.Range(0, 3072).Select(_ => (byte)((i % 2 == 0 ? 60 : 190) + rng.Next(-50, 51))))).ToArray();
+        foreach (var f in Cifar10.TrainFiles) File.WriteAllBytes(Path.Combine(cifar, f), Records(8));
+        File.WriteAllBytes(Path.Combine(cifar, Cifar10.TestFile), Records(10));
+        File.WriteAllText(Path.Combine(cifar, Cifar10.MetaFile), "dark\nbright\n");
+        var model = TinyImageModel.WriteFolder(Path.Combine(dir, "tiny32"), numLabels: 10, channels: 3, imageSize: 32, hidden: 8, seed: 4);
+        var outDir = Path.Combine(dir, "cifar-run");
+        var (code, output) = CliCommandTests.Run(new TrainCommand(), "train", "--task", "cifar10", "--data-dir", cifar, "--model", model, "--method", "lora",
+            "--rank", "2", "--epochs", "2", "--batch-size", "4", "--train-limit", "20", "--eval-limit", "6", "--augment", "crop,flip", "--out", outDir);
+        Assert.Equal(0, code);
+        // 40 training records: 4 held out for validation, 36 left, 20 kept; validation 4 (under the limit); test 10 -> 6.
+        Assert.Contains("cifar10 (20/4/6 train/validation/test images, 2 classes)", output);
+        Assert.Contains("augmentation: crop True (padding 4), flip True", output);
+        using var results = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "results.json")));
+        Assert.Equal(10, results.RootElement.GetProperty("steps").GetInt32());
+        Assert.Equal(20, results.RootElement.GetProperty("train_examples").GetInt32());
+        Assert.Equal(2, ImageClassifierFineTuner.ReadAdapterNumLabels(Path.Combine(outDir, "adapter")));
+        var (evalCode, evalOutput) = CliCommandTests.Run(new EvalCommand(), "eval", "--task", "cifar10", "--data-dir", cifar, "--model", model,
+            "--adapter", Path.Combine(outDir, "adapter"), "--eval-limit", "6");
+        Assert.Equal(0, evalCode);
+        Assert.Contains("test (6 examples): accuracy " + results.RootElement.GetProperty("test_metric").GetDouble().ToString("F4", System.Globalization.CultureInfo.InvariantCulture), evalOutput);
+    }
+
+    [Fact]
     public void HeadOnlyTrainingSavesTheModelAndBadInputsGetClearErrors()
     {
         var (model, images) = Setup();

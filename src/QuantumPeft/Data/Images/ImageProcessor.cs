@@ -201,8 +201,9 @@ public sealed class ImageProcessor
         var c = Config;
         if (!c.DoResize) return (height, width);
         if (c.ShortestEdge is not { } edge) return (c.Height!.Value, c.Width!.Value);
-        // ConvNeXt's rule (crop_pct): resize the short side to edge / crop_pct, then crop the centre square.
-        int target = c.CropPct is { } pct && edge < 384 ? (int)(edge / pct) : edge;
+        // ConvNeXt's rule (crop_pct): from 384 up, a plain square resize; below, the short side to edge / crop_pct, then the centre square.
+        if (c.CropPct is not null && edge >= 384) return (edge, edge);
+        int target = c.CropPct is { } pct ? (int)(edge / pct) : edge;
         int shortSide = Math.Min(height, width), longSide = Math.Max(height, width);
         int newLong = (int)((long)target * longSide / shortSide);
         return height <= width ? (target, newLong) : (newLong, target);

@@ -145,6 +145,7 @@ public sealed class ImageProcessorTests : IDisposable
         Assert.Equal((7, 4), edge.OutputSize(11, 6));   // 4 x 11 / 6 = 7.3, rounded down
         var convnext = new ImageProcessor(new ImageProcessorConfig(Height: null, Width: null, ShortestEdge: 224, CropPct: 0.875));
         Assert.Equal((224, 224), convnext.OutputSize(300, 400));
+        Assert.Equal((384, 384), new ImageProcessor(new ImageProcessorConfig(Height: null, Width: null, ShortestEdge: 384, CropPct: 0.875)).OutputSize(300, 400));
         Assert.Equal((224, 224, 3), (convnext.Geometry(Pattern(300, 400)).Height, convnext.Geometry(Pattern(300, 400)).Width, 3));
     }
 
