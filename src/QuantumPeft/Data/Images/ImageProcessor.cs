@@ -23,6 +23,7 @@ namespace QuantumPeft.Data.Images;
 /// <param name="DoNormalize">Subtract <paramref name="ImageMean"/> and divide by <paramref name="ImageStd"/>, per channel.</param>
 /// <param name="ImageMean">Per-channel mean.</param>
 /// <param name="ImageStd">Per-channel standard deviation.</param>
+/// <param name="ProcessorType">image_processor_type, kept so that a saved file means the same to transformers (ViTImageProcessor, ConvNextImageProcessor, ...).</param>
 public sealed record ImageProcessorConfig(
     bool DoResize = true,
     int? Height = 224,
@@ -37,7 +38,8 @@ public sealed record ImageProcessorConfig(
     double RescaleFactor = 1.0 / 255,
     bool DoNormalize = true,
     IReadOnlyList<double>? ImageMean = null,
-    IReadOnlyList<double>? ImageStd = null)
+    IReadOnlyList<double>? ImageStd = null,
+    string ProcessorType = "ViTImageProcessor")
 {
     /// <summary>transformers' IMAGENET_STANDARD_MEAN / STD (ViT's defaults).</summary>
     public static readonly IReadOnlyList<double> StandardMean = [0.5, 0.5, 0.5], StandardStd = [0.5, 0.5, 0.5];
@@ -111,11 +113,11 @@ public sealed class ImageProcessor
         return imageSize is { } s ? found.WithSize(s) : found;
     }
 
-    /// <summary>This processor resizing to <paramref name="size"/> x <paramref name="size"/> (no shortest-edge rule, no crop).</summary>
+    /// <summary>This processor resizing to <paramref name="size"/> x <paramref name="size"/> (no shortest-edge rule, no crop: as ViTImageProcessor does).</summary>
     public ImageProcessor WithSize(int size)
     {
         if (size < 1) throw new ArgumentOutOfRangeException(nameof(size), size, "image size must be at least 1.");
-        return new ImageProcessor(Config with { DoResize = true, Height = size, Width = size, ShortestEdge = null, DoCenterCrop = false, CropPct = null },
+        return new ImageProcessor(Config with { DoResize = true, Height = size, Width = size, ShortestEdge = null, DoCenterCrop = false, CropPct = null, ProcessorType = "ViTImageProcessor" },
             $"{Source}, resized to {size} x {size}");
     }
 
@@ -148,7 +150,8 @@ public sealed class ImageProcessor
                 CropPct: o["crop_pct"]?.GetValue<double>(),
                 DoRescale: o["do_rescale"]?.GetValue<bool>() ?? d.DoRescale, RescaleFactor: o["rescale_factor"]?.GetValue<double>() ?? d.RescaleFactor,
                 DoNormalize: o["do_normalize"]?.GetValue<bool>() ?? d.DoNormalize,
-                ImageMean: Numbers(o["image_mean"]), ImageStd: Numbers(o["image_std"]));
+                ImageMean: Numbers(o["image_mean"]), ImageStd: Numbers(o["image_std"]),
+                ProcessorType: o["image_processor_type"]?.GetValue<string>() ?? d.ProcessorType);
             return new ImageProcessor(config, path);
         }
         catch (Exception e) when (e is InvalidOperationException or FormatException)
@@ -172,7 +175,7 @@ public sealed class ImageProcessor
         var c = Config;
         var o = new JsonObject
         {
-            ["image_processor_type"] = "ViTImageProcessor",
+            ["image_processor_type"] = c.ProcessorType,
             ["do_resize"] = c.DoResize,
             ["size"] = c.ShortestEdge is { } e ? new JsonObject { ["shortest_edge"] = e } : new JsonObject { ["height"] = c.Height, ["width"] = c.Width },
             ["resample"] = c.Resample,

@@ -125,6 +125,23 @@ public sealed class ImageProcessorTests : IDisposable
         fallback.WithSize(16).Save(saved);
         Assert.Equal(fallback.WithSize(16).Config with { ImageMean = null, ImageStd = null }, ImageProcessor.TryLoad(saved)!.Config with { ImageMean = null, ImageStd = null });
         Assert.Equal(fallback.Config.Std, ImageProcessor.TryLoad(saved)!.Config.Std);
+
+        // ResNet's file (ConvNextImageProcessor): shortest edge and crop_pct, kept through a save.
+        var resnet = Path.Combine(dir, "resnet");
+        Directory.CreateDirectory(resnet);
+        File.WriteAllText(Path.Combine(resnet, ImageProcessor.FileName), """
+            {"crop_pct": 0.875, "do_normalize": true, "do_rescale": true, "do_resize": true, "image_mean": [0.485, 0.456, 0.406],
+             "image_processor_type": "ConvNextImageProcessor", "image_std": [0.229, 0.224, 0.225], "resample": 3, "rescale_factor": 0.00392156862745098,
+             "size": {"shortest_edge": 224}}
+            """);
+        var convnext = ImageProcessor.TryLoad(resnet)!;
+        Assert.Equal((224, 3, 0.875, "ConvNextImageProcessor"), (convnext.Config.ShortestEdge!.Value, convnext.Config.Resample, convnext.Config.CropPct!.Value, convnext.Config.ProcessorType));
+        Assert.Equal((224, 224), convnext.OutputSize(480, 640));
+        var copy = Path.Combine(dir, "resnet-copy");
+        convnext.Save(copy);
+        var reread = ImageProcessor.TryLoad(copy)!.Config;
+        Assert.Equal((convnext.Config.ShortestEdge, convnext.Config.CropPct, convnext.Config.ProcessorType, convnext.Config.Height), (reread.ShortestEdge, reread.CropPct, reread.ProcessorType, reread.Height));
+        Assert.Equal(convnext.Config.Mean, reread.Mean);
     }
 
     [Fact]
