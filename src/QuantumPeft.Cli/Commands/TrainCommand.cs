@@ -245,8 +245,8 @@ public sealed class TrainCommand : ICliCommand
         try
         {
             var (adapterParams, headParams, totalParams) = classifier.Counts();
-            AnsiConsole.MarkupLine($"[bold]qpeft train[/]: {Markup.Escape(data.Name)} ({data.Train.Count}/{data.Validation.Count}/{data.Test.Count} train/validation/test images, {data.NumLabels} classes), " +
-                $"model {Markup.Escape(folder)} ({classifier.Model.ModelType}), method {spec.Method}, device {dev}");
+            Console.WriteLine($"qpeft train: {data.Name} ({data.Train.Count}/{data.Validation.Count}/{data.Test.Count} train/validation/test images, {data.NumLabels} classes), " +
+                $"model {folder} ({classifier.Model.ModelType}), method {spec.Method}, device {dev}");
             Console.WriteLine($"image processor: {processor.Source}; augmentation: {(augmentation is null ? "none" : $"crop {augmentation.Crop} (padding {augmentation.Padding}), flip {augmentation.Flip}")}");
             if (classifier.Peft is { } peft) Console.WriteLine(peft.Report().ToTable());
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

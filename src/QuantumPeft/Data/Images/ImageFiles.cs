@@ -10,16 +10,26 @@ public static class ImageFiles
     /// <summary>The file extensions read from image folders (case-insensitive).</summary>
     public static readonly IReadOnlyList<string> Extensions = [".png", ".jpg", ".jpeg"];
 
+    /// <summary>The most pixels a file may have (100 megapixels).</summary>
+    public const long MaxPixels = 100_000_000;
+
     /// <summary>True when the path ends in one of <see cref="Extensions"/>.</summary>
     public static bool IsImage(string path) => Extensions.Contains(Path.GetExtension(path).ToLowerInvariant());
 
     /// <summary>The pixels of an image file as 3-channel HWC bytes with <paramref name="label"/>.</summary>
-    /// <exception cref="InvalidDataException">The file is not a decodable image (the message names it).</exception>
+    /// <exception cref="InvalidDataException">The file is not a decodable image, or is larger than <see cref="MaxPixels"/> (the message names it).</exception>
     public static ImageExample Read(string path, int label = 0)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"image file not found: '{path}'.", path);
         Image<Rgb24> image;
-        try { image = Image.Load<Rgb24>(path); }
+        try
+        {
+            // The header first: a crafted file can claim a size whose pixels would not fit in memory.
+            var info = Image.Identify(path) ?? throw new UnknownImageFormatException("no image format recognised");
+            if ((long)info.Width * info.Height > MaxPixels)
+                throw new InvalidDataException($"{path}: {info.Width} x {info.Height} pixels, more than the {MaxPixels:N0} an image may have here.");
+            image = Image.Load<Rgb24>(path);
+        }
         catch (Exception e) when (e is UnknownImageFormatException or InvalidImageContentException or NotSupportedException or ImageFormatException)
         {
             // ImageSharp's message can list its decoders over several lines; the first says what went wrong.

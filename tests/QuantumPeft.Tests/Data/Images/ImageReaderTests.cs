@@ -205,9 +205,32 @@ public sealed class ImageReaderTests : IDisposable
         Assert.Contains(corrupt, bad.Message);
         Assert.DoesNotContain("\n", bad.Message);
 
+        // A PNG whose header claims 20,000 x 20,000 pixels is refused before any pixel is allocated.
+        var bomb = Path.Combine(dir, "bomb.png");
+        ImageFiles.WritePng(Pattern(1, 1, 2), bomb);
+        var bytes = File.ReadAllBytes(bomb);
+        BinaryPrimitives.WriteInt32BigEndian(bytes.AsSpan(16), 20000);   // IHDR width, after the signature, length and type
+        BinaryPrimitives.WriteInt32BigEndian(bytes.AsSpan(20), 20000);   // IHDR height
+        BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(29), Crc32(bytes.AsSpan(12, 17)));
+        File.WriteAllBytes(bomb, bytes);
+        var huge = Assert.Throws<InvalidDataException>(() => ImageFiles.Read(bomb));
+        Assert.Contains("20000 x 20000 pixels", huge.Message);
+
         var missing = Path.Combine(dir, "nowhere");
         Assert.Contains(missing, Assert.Throws<DirectoryNotFoundException>(() => ImageTasks.Load("images", missing)).Message);
         Assert.Contains("no label folders", Assert.Throws<InvalidDataException>(() => ImageFolder.Load(Directory.CreateDirectory(Path.Combine(dir, "flat")).FullName)).Message);
+    }
+
+    // PNG's chunk CRC (ISO 3309, reflected polynomial 0xEDB88320) over the chunk type and data.
+    static uint Crc32(ReadOnlySpan<byte> data)
+    {
+        uint crc = 0xFFFFFFFF;
+        foreach (var b in data)
+        {
+            crc ^= b;
+            for (int k = 0; k < 8; k++) crc = (crc & 1) != 0 ? (crc >> 1) ^ 0xEDB88320 : crc >> 1;
+        }
+        return ~crc;
     }
 
     [Fact]
