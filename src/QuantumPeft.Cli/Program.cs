@@ -26,11 +26,16 @@ foreach (var c in commands)
     }
     group.Subcommands.Add(cmd);
 }
+// Recursive: `qpeft eval|merge|logits|generate|train --strict` all read it; loaders then refuse NaN or infinite weights instead of warning.
+var strict = new Option<bool>("--strict") { Description = "Refuse model or adapter files holding NaN or infinite values (default: a warning naming the tensor).", Recursive = true };
+root.Options.Add(strict);
 
 // Errors become one clear line and a non-zero exit code; QPEFT_DEBUG=1 shows the stack trace.
 try
 {
-    return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+    var parsed = root.Parse(args);
+    QuantumPeft.Formats.TensorChecks.Strict = parsed.GetValue(strict);
+    return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
 catch (Exception e)
 {

@@ -21,10 +21,12 @@ public sealed class BenchStiefelCommand : ICliCommand
         var device = new Option<string>("--device") { Description = "Device: cpu, cuda, cuda:N.", DefaultValueFactory = _ => "cpu" };
         var maxDense = new Option<int>("--max-dense-n") { Description = "Skip the O(N^3) maps (matrix_exp, cayley) above this N.", DefaultValueFactory = _ => 4096 };
         var maxCell = new Option<double>("--max-cell-seconds") { Description = "Skip a cell whose single run is predicted (from smaller N) to take longer.", DefaultValueFactory = _ => 120 };
+        var gateOrders = new Option<string>("--gate-order") { Description = "Pauli circuit layouts to time, comma-separated: alternating, full, s2d.", DefaultValueFactory = _ => "alternating" };
+        var localQubits = new Option<string>("--local-qubits") { Description = "Pauli circuit qubits per local rotation g to time, comma-separated (1 = RY gates; g > 1: full SO(2^g) rotations).", DefaultValueFactory = _ => "1" };
         var outDir = new Option<string>("--out") { Description = "Output folder for stiefel.csv, stiefel.md, stiefel.png.", DefaultValueFactory = _ => "out/stiefel" };
 
         var cmd = new Command("stiefel", "Time forward + backward of each Stiefel map against N; write CSV, Markdown and a log-log PNG.");
-        foreach (var o in new Option[] { n, k, layers, repeats, warmup, threads, maps, device, maxDense, maxCell, outDir }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { n, k, layers, repeats, warmup, threads, maps, gateOrders, localQubits, device, maxDense, maxCell, outDir }) cmd.Options.Add(o);
         cmd.SetAction(parse =>
         {
             var ns = ParseInts(parse.GetValue(n)!, "--n");
@@ -50,9 +52,19 @@ public sealed class BenchStiefelCommand : ICliCommand
             if (string.IsNullOrWhiteSpace(dir)) throw new ArgumentException("--out: an output folder is required.");
             if (parse.GetValue(maxCell) <= 0) throw new ArgumentException($"--max-cell-seconds must be > 0, got {parse.GetValue(maxCell)}.");
 
+            var layouts = parse.GetValue(gateOrders)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            var variants = (from g in ParseInts(parse.GetValue(localQubits)!, "--local-qubits") from o in layouts
+                            select new StiefelMapOptions { GateOrder = o, LocalQubits = g }).Distinct().ToList();
+            if (variants.Count == 0) throw new ArgumentException("--gate-order: no layout given (alternating, full, s2d).");
+            foreach (var v in variants)
+            {
+                try { StiefelMaps.ValidateOptions(v); }
+                catch (ArgumentException e) { throw new ArgumentException($"--{(e.ParamName == "LocalQubits" ? "local-qubits" : "gate-order")}: {e.Message.Split(" (Parameter ")[0]}"); }
+            }
+
             var settings = new StiefelBenchSettings
             {
-                Ns = ns, K = kv, Layers = lv, Repeats = rv, Warmup = wv, Maps = kinds, Device = dev,
+                Ns = ns, K = kv, Layers = lv, Repeats = rv, Warmup = wv, Maps = kinds, PauliVariants = variants, Device = dev,
                 MaxDenseN = parse.GetValue(maxDense), MaxCellSeconds = parse.GetValue(maxCell),
             };
             torch.set_num_threads(tv);

@@ -70,6 +70,7 @@ public sealed class TrainCommand : ICliCommand
             if (parse.GetValue(threads) is int t) torch.set_num_threads(t);
             var dev = EmbedCommand.ParseDevice(parse.GetValue(device)!);
             var output = Path.GetFullPath(parse.GetValue(outDir)!);
+            Formats.AtomicFolder.ProbeWritable(output);   // a read-only or full --out fails now, not after the first epoch
             var seedValue = parse.GetValue(seed);
             var folder = ModelResolver.Resolve(parse.GetValue(model)!);
             var taskName = parse.GetValue(task)!;

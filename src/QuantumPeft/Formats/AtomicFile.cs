@@ -13,6 +13,7 @@ public static class AtomicFile
         try
         {
             File.WriteAllBytes(temp, bytes);
+            TestHooks.Reach($"write:{Path.GetFileName(path)}");
             File.Move(temp, path, overwrite: true);
         }
         finally

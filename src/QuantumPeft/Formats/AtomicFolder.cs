@@ -12,6 +12,40 @@ public static class AtomicFolder
         if (File.Exists(full)) throw new IOException($"output '{full}' is a file; expected a folder path.");
         if (!overwrite && Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
             throw new IOException($"output folder '{full}' is not empty; choose a new folder or allow overwriting it.");
+        ProbeWritable(full);
+    }
+
+    /// <summary>
+    /// Throws an IOException naming <paramref name="folder"/> when nothing can be written there (a read-only file system,
+    /// no permission, a full disk, a file in the way), found by writing, flushing and deleting a small file in the folder
+    /// or its nearest existing parent. Creates nothing that stays, so a run that fails later leaves no empty folder behind.
+    /// </summary>
+    public static void ProbeWritable(string folder)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(folder);
+        var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder));
+        var existing = full;
+        while (!Directory.Exists(existing))
+        {
+            if (File.Exists(existing)) throw new IOException($"output folder '{full}' cannot be created: '{existing}' is a file.");
+            existing = Path.GetDirectoryName(existing) ?? throw new IOException($"output folder '{full}' cannot be created: no parent folder exists.");
+        }
+        var probe = Path.Combine(existing, $".qpeft-write-probe-{Guid.NewGuid():N}.tmp");
+        try
+        {
+            // A few KB, flushed to the device: a disk with no room left fails here rather than at the first checkpoint.
+            using var stream = new FileStream(probe, FileMode.CreateNew, FileAccess.Write);
+            stream.Write(new byte[4096]);
+            stream.Flush(flushToDisk: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"output folder '{full}' is not writable: writing a test file in '{existing}' failed ({e.Message}).", e);
+        }
+        finally
+        {
+            try { File.Delete(probe); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+        }
     }
 
     /// <summary>

@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using QuantumPeft.Formats.HuggingFace;
 using QuantumPeft.Formats.Onnx;
 using QuantumPeft.Models.Bert;
+using QuantumPeft.Models.ResNet;
 
 namespace QuantumPeft.Models;
 
@@ -45,7 +46,7 @@ public static class BundledModels
         var folder = MiniLmCacheFolder;
         lock (Gate)
         {
-            if (!IsCurrentImport(folder)) Import(folder, overwrite: true, keepCurrent: true);
+            if (!IsCurrentImport(folder)) Import(folder, overwrite: true, keepCurrent: true, WriteMiniLm);
         }
         return folder;
     }
@@ -55,11 +56,33 @@ public static class BundledModels
     /// folder, verified by loading it back, then renamed into place. An existing non-empty folder is replaced only
     /// when <paramref name="overwrite"/> is set.
     /// </summary>
-    public static ModelImportResult ImportMiniLm(string outFolder, bool overwrite = false) => Import(outFolder, overwrite, keepCurrent: false);
+    public static ModelImportResult ImportMiniLm(string outFolder, bool overwrite = false) => Import(outFolder, overwrite, keepCurrent: false, WriteMiniLm);
+
+    /// <summary>The bundled ImageNet ResNet's name (the cache folder's name), from NuGet Microsoft.ML.DnnImageFeaturizer.ResNet18.</summary>
+    public const string ResNet18Name = "resnet18";
+
+    /// <summary>The cache folder the bundled ResNet is imported into on first use.</summary>
+    public static string ResNet18CacheFolder => Path.Combine(CachePaths.Sub("models"), ResNet18Name);
+
+    /// <summary>The cached ResNet folder (<see cref="BundledResNet18"/>), importing it first when absent or written by another importer version.</summary>
+    public static string EnsureResNet18()
+    {
+        var folder = ResNet18CacheFolder;
+        lock (Gate)
+        {
+            if (!IsCurrentImport(folder)) Import(folder, overwrite: true, keepCurrent: true, WriteResNet18);
+        }
+        return folder;
+    }
+
+    /// <summary>Writes the bundled ResNet as a Hugging Face folder at <paramref name="outFolder"/>, as <see cref="ImportMiniLm"/> does.</summary>
+    public static ModelImportResult ImportResNet18(string outFolder, bool overwrite = false) => Import(outFolder, overwrite, keepCurrent: false, WriteResNet18);
+
+    static ModelImportResult WriteResNet18(string folder) => BundledResNet18.Write(folder, MarkerFile, ImportVersion);
 
     // keepCurrent: another process may finish the same cache import while this one works; its folder is as good
     // as ours and may be in use, so it stays.
-    static ModelImportResult Import(string outFolder, bool overwrite, bool keepCurrent)
+    static ModelImportResult Import(string outFolder, bool overwrite, bool keepCurrent, Func<string, ModelImportResult> write)
     {
         outFolder = Path.GetFullPath(outFolder);
         if (File.Exists(outFolder)) throw new IOException($"'{outFolder}' is a file; the import writes a folder (choose another --out).");
@@ -71,7 +94,7 @@ public static class BundledModels
         Directory.CreateDirectory(temp);
         try
         {
-            var result = WriteMiniLm(temp);
+            var result = write(temp);
             if (!(keepCurrent && IsCurrentImport(outFolder))) Replace(temp, outFolder);
             return result with { Folder = outFolder };
         }

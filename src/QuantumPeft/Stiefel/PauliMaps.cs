@@ -5,6 +5,8 @@ namespace QuantumPeft.Stiefel;
 /// NonPowerOfTwo = "auto" (the default), a mixed-radix qudit circuit when N = d * 2^m with d in {3, 5, 7}
 /// and the cosine-sine block split otherwise (e.g. a prime N &gt; 7, or 1000 = 125 * 8).
 /// "qudit" forces the qudit circuit (one qudit per odd prime factor), "block" forces the block split.
+/// With LocalQubits = g &gt; 1 the factors of two are taken g at a time (qudits of 2^g levels, the last one
+/// smaller when g does not divide their number); a block split's circuits are grouped the same way.
 /// Nothing is padded: every construction is exactly orthonormal.
 /// </summary>
 public static class PauliMaps
@@ -13,24 +15,28 @@ public static class PauliMaps
     public const int MaxAutoQuditDimension = 7;
 
     internal static StiefelMap Create(int n, int k, StiefelMapOptions options, StiefelInit init) =>
-        Dimensions(n, options.NonPowerOfTwo) is { } dims
+        Dimensions(n, options.NonPowerOfTwo, options.LocalQubits) is { } dims
             ? new PauliCircuitMap(n, k, dims, options, init)
             : new BlockSplitMap(n, k, options, init);
 
     internal static long CountParameters(int n, int k, StiefelMapOptions options) =>
-        Dimensions(n, options.NonPowerOfTwo) is { } dims
-            ? PauliCircuitMap.CountParameters(dims, options.Layers, options.GateOrder)
+        Dimensions(n, options.NonPowerOfTwo, options.LocalQubits) is { } dims
+            ? PauliCircuitMap.CountParameters(dims, options.Layers, options.GateOrder, options.LocalQubits > 1)
             : BlockSplitMap.CountParameters(n, k, options);
 
     /// <summary>
     /// The qudit dimensions (qudit 0 = least significant digit of the row index) for a circuit on N, or null
-    /// when N takes the block split. Factors of two come first (qubit q is bit q), odd factors after them.
+    /// when N takes the block split. Factors of two come first (qubit q is bit q), odd factors after them;
+    /// with <paramref name="localQubits"/> = g the factors of two form qudits of 2^g levels (qudit j holds bits
+    /// g j .. g j + g - 1), the last of 2^(twos mod g) levels when g does not divide their number.
     /// </summary>
-    public static int[]? Dimensions(int n, string nonPowerOfTwo)
+    public static int[]? Dimensions(int n, string nonPowerOfTwo, int localQubits = 1)
     {
+        if (localQubits < 1) throw new ArgumentOutOfRangeException(nameof(localQubits), localQubits, $"LocalQubits must be >= 1, got {localQubits}.");
         int twos = 0, odd = n;
         while (odd % 2 == 0) { odd /= 2; twos++; }
-        var dims = Enumerable.Repeat(2, twos).ToList();
+        var dims = new List<int>();
+        for (int bits = 0; bits < twos; bits += localQubits) dims.Add(1 << Math.Min(localQubits, twos - bits));
         if (odd == 1) return dims.ToArray();
         switch (nonPowerOfTwo)
         {

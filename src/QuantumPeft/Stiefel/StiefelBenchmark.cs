@@ -21,6 +21,8 @@ public sealed record StiefelBenchSettings
     public int Warmup { get; init; } = 1;
     /// <summary>Maps to time, in table order.</summary>
     public IReadOnlyList<StiefelMapKind> Maps { get; init; } = StiefelMaps.All;
+    /// <summary>Pauli circuit variants timed wherever pauli is (their gate order and local qubits; kind and layers come from here).</summary>
+    public IReadOnlyList<StiefelMapOptions> PauliVariants { get; init; } = [new()];
     /// <summary>Device string ("cpu", "cuda", "cuda:1").</summary>
     public string Device { get; init; } = "cpu";
     /// <summary>The O(N^3) maps (matrix_exp, cayley) are skipped above this N.</summary>
@@ -49,9 +51,11 @@ public static class StiefelBenchmark
         var device = new Device(s.Device);
         var rows = new List<StiefelBenchRow>();
         foreach (var n in s.Ns.Order())
-        foreach (var kind in s.Maps)
+        foreach (var (kind, variant) in s.Maps.SelectMany(k => k == StiefelMapKind.Pauli
+                     ? s.PauliVariants.Select(v => (k, v))
+                     : [(k, new StiefelMapOptions())]))
         {
-            var name = StiefelMaps.Name(kind);
+            var name = kind == StiefelMapKind.Pauli ? VariantName(variant) : StiefelMaps.Name(kind);
             string? why = null;
             if (IsDense(kind) && n > s.MaxDenseN) why = $"{name} at N={n} skipped: O(N^3) map above --max-dense-n {s.MaxDenseN}";
             else if (Predict(rows.Where(r => r.Map == name).ToList(), n, IsDense(kind) ? 3 : 2) is { } p && p > s.MaxCellSeconds)
@@ -62,12 +66,16 @@ public static class StiefelBenchmark
                 log(why);
                 continue;
             }
-            var row = Time(kind, n, s, device);
+            var row = Time(kind, n, s, device, variant, name);
             rows.Add(row);
             log($"{name,-12} N={n,6}  params={row.Params,7}  forward={Fmt(row.ForwardMs),10} ms  backward={Fmt(row.BackwardMs),10} ms  orth={row.OrthError:0.0E+00}  runs={row.Runs}");
         }
         return rows;
     }
+
+    /// <summary>The map column of a Pauli variant: "pauli" for the default circuit, else e.g. "pauli/s2d/g2".</summary>
+    public static string VariantName(StiefelMapOptions o) =>
+        o.GateOrder == "alternating" && o.LocalQubits == 1 ? "pauli" : $"pauli/{o.GateOrder}{(o.LocalQubits > 1 ? $"/g{o.LocalQubits}" : "")}";
 
     /// <summary>
     /// Seconds one forward + backward run at N is expected to take, from the log-log slope of the same map's
@@ -85,9 +93,9 @@ public static class StiefelBenchmark
         return Sec(last) * Math.Pow((double)n / last.N, slope);
     }
 
-    static StiefelBenchRow Time(StiefelMapKind kind, int n, StiefelBenchSettings s, Device device)
+    static StiefelBenchRow Time(StiefelMapKind kind, int n, StiefelBenchSettings s, Device device, StiefelMapOptions variant, string name)
     {
-        var options = new StiefelMapOptions { Kind = kind, Layers = s.Layers };
+        var options = variant with { Kind = kind, Layers = s.Layers };
         using var map = StiefelMaps.Create(n, s.K, options, seed: 1);
         Randomize(map, seed: n);
         map.to(device);
@@ -120,7 +128,7 @@ public static class StiefelBenchmark
         }
         if (forward.Count == 0)
             for (int r = 0; r < s.Repeats; r++) { var (f, b) = Once(); forward.Add(f); backward.Add(b); }
-        return new StiefelBenchRow(StiefelMaps.Name(kind), n, s.K, s.Layers, map.ParameterCount,
+        return new StiefelBenchRow(name, n, s.K, s.Layers, map.ParameterCount,
             Median(forward), Median(backward), orth, forward.Count);
     }
 

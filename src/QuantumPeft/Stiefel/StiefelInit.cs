@@ -3,9 +3,14 @@ using static TorchSharp.torch;
 
 namespace QuantumPeft.Stiefel;
 
-/// <summary>Deterministic initial values for a map's parameters ("uniform" in +-InitScale, or "zeros").</summary>
+/// <summary>Deterministic initial values for a map's parameters ("uniform" in +-InitScale, "zeros", or "period": [-2 pi, 2 pi)).</summary>
 internal sealed class StiefelInit
 {
+    /// <summary>Half-width of "period": every angle gate of the library repeats after 4 pi (half-angle rotations) or 2 pi.</summary>
+    /// <remarks>Uniform over [-2 pi, 2 pi) is uniform over one period of a half-angle gate and over two of a full-angle one
+    /// (Givens, the block split's phi), so it is uniform modulo either period: no angle starts in a preferred place.</remarks>
+    public const double PeriodHalfWidth = 2 * Math.PI;
+
     readonly bool zeros;
     readonly double scale;
     readonly Random random;
@@ -13,7 +18,7 @@ internal sealed class StiefelInit
     public StiefelInit(StiefelMapOptions options, long? seed)
     {
         zeros = options.Init == "zeros";
-        scale = options.InitScale;
+        scale = options.Init == "period" ? PeriodHalfWidth : options.InitScale;
         // System.Random, not torch's generator, so that a seed gives the same numbers on every device and build.
         random = seed is { } s ? new Random(unchecked((int)(s ^ (s >> 32)))) : new Random();
     }

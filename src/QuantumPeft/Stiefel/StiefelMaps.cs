@@ -70,14 +70,38 @@ public static class StiefelMaps
         if (n < 2) throw new ArgumentOutOfRangeException(nameof(n), n, $"N (rows) must be at least 2, got {n}.");
         if (k < 1) throw new ArgumentOutOfRangeException(nameof(k), k, $"K (columns / rank) must be at least 1, got {k}.");
         if (k > n) throw new ArgumentOutOfRangeException(nameof(k), k, $"K (columns / rank) = {k} cannot exceed N (rows) = {n}.");
+        ValidateOptions(options);
+    }
+
+    /// <summary>Largest LocalQubits g: a qudit of 2^6 = 64 levels already has 2016 angles per rotation.</summary>
+    public const int MaxLocalQubits = 6;
+
+    /// <summary>Choices of <see cref="StiefelMapOptions.GateOrder"/>.</summary>
+    public static IReadOnlyList<string> GateOrders { get; } = ["alternating", "full", "s2d"];
+
+    /// <summary>Choices of <see cref="StiefelMapOptions.Init"/>.</summary>
+    public static IReadOnlyList<string> Inits { get; } = ["uniform", "zeros", "period"];
+
+    /// <summary>Throws an argument exception naming the first invalid option (sizes aside), listing the valid choices.</summary>
+    public static void ValidateOptions(StiefelMapOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (!Enum.IsDefined(options.Kind))
+            throw new ArgumentOutOfRangeException(nameof(options.Kind), options.Kind, $"Kind is not one of: {string.Join(", ", Names.Select(p => p.Name))}.");
         if (options.Layers < 0)
             throw new ArgumentOutOfRangeException(nameof(options.Layers), options.Layers, $"Layers (Pauli L) must be >= 0, got {options.Layers}.");
         if (options.TaylorOrder < 1)
             throw new ArgumentOutOfRangeException(nameof(options.TaylorOrder), options.TaylorOrder, $"TaylorOrder must be >= 1, got {options.TaylorOrder}.");
         CheckChoice(options.NonPowerOfTwo, nameof(options.NonPowerOfTwo), "auto", "qudit", "block");
         CheckChoice(options.Entangler, nameof(options.Entangler), "cz", "none");
-        CheckChoice(options.GateOrder, nameof(options.GateOrder), "alternating", "full");
-        CheckChoice(options.Init, nameof(options.Init), "uniform", "zeros");
+        CheckChoice(options.GateOrder, nameof(options.GateOrder), [.. GateOrders]);
+        if (options.LocalQubits is < 1 or > MaxLocalQubits)
+            throw new ArgumentOutOfRangeException(nameof(options.LocalQubits), options.LocalQubits,
+                $"LocalQubits (qubits per local rotation g) must be in 1..{MaxLocalQubits}, got {options.LocalQubits}.");
+        CheckChoice(options.Init, nameof(options.Init), [.. Inits]);
+        if (options.Init == "period" && options.Kind is not (StiefelMapKind.Pauli or StiefelMapKind.Givens))
+            throw new ArgumentException(
+                $"Init = 'period' draws angles over a full period and applies to the angle maps (pauli, givens) only, not {Name(options.Kind)}; use uniform or zeros.", nameof(options.Init));
         if (!double.IsFinite(options.InitScale) || options.InitScale < 0)
             throw new ArgumentOutOfRangeException(nameof(options.InitScale), options.InitScale, $"InitScale must be finite and >= 0, got {options.InitScale}.");
     }

@@ -32,6 +32,8 @@ internal sealed record TrainerState
 /// Checkpoint folder DIR/checkpoint: trainer_state.json, trainable.safetensors (trainable tensors),
 /// best.safetensors (keep-best tensors) and optimizer.bin (AdamW moments, TorchSharp's own format). Written
 /// into a temporary folder, then swapped in by rename, so a crash leaves either the old or the new checkpoint, never a half-written one.
+/// A process killed at any point (tests/Hardening/KillAndResumeTests kills the real qpeft train inside these writes) resumes from
+/// the last complete checkpoint; the next save removes what the killed one left (checkpoint.tmp-*, checkpoint.old-*).
 /// </summary>
 internal static class TrainingCheckpoint
 {
@@ -56,26 +58,59 @@ internal static class TrainingCheckpoint
         Directory.CreateDirectory(outputDir);
         var tmp = Path.Combine(outputDir, $"{Folder}.tmp-{Guid.NewGuid():N}");
         Directory.CreateDirectory(tmp);
-        SafetensorsFile.Write(Path.Combine(tmp, TrainableFile), trainable);
-        if (best is not null) SafetensorsFile.Write(Path.Combine(tmp, BestFile), best);
-        optimizer.save_state_dict(Path.Combine(tmp, OptimizerFile));
-        File.WriteAllText(Path.Combine(tmp, StateFile), JsonSerializer.Serialize(state, Json));
+        try
+        {
+            SafetensorsFile.Write(Path.Combine(tmp, TrainableFile), trainable);
+            Formats.TestHooks.Reach("checkpoint:files");
+            if (best is not null) SafetensorsFile.Write(Path.Combine(tmp, BestFile), best);
+            optimizer.save_state_dict(Path.Combine(tmp, OptimizerFile));
+            // Written last: a folder with trainer_state.json is a complete checkpoint (Locate relies on it).
+            File.WriteAllText(Path.Combine(tmp, StateFile), JsonSerializer.Serialize(state, Json));
+        }
+        catch
+        {
+            // A failed write (disk full) leaves the previous checkpoint as it was and no half folder beside it.
+            DeleteQuietly(tmp);
+            throw;
+        }
 
         var final = PathIn(outputDir);
         var old = Path.Combine(outputDir, $"{Folder}.old-{Guid.NewGuid():N}");
         if (Directory.Exists(final)) Directory.Move(final, old);
+        Formats.TestHooks.Reach("checkpoint:swap");
         Directory.Move(tmp, final);
-        if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+        // Also what earlier runs killed mid-write left: half-written temporary folders and checkpoints moved aside.
+        foreach (var stale in Directory.GetDirectories(outputDir, $"{Folder}.old-*").Concat(Directory.GetDirectories(outputDir, $"{Folder}.tmp-*")))
+            DeleteQuietly(stale);
     }
 
-    /// <summary>The newest complete checkpoint folder (also one left as .old-* by a crash between the two renames), or null.</summary>
-    static string? Locate(string outputDir)
+    static void DeleteQuietly(string folder)
+    {
+        try { if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true); }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+    }
+
+    /// <summary>
+    /// The newest complete checkpoint folder, or null: DIR/checkpoint, else (a run killed between the two renames of
+    /// <see cref="Save"/>) the checkpoint moved aside, the one with the most steps if several were left.
+    /// </summary>
+    internal static string? Locate(string outputDir)
     {
         var final = PathIn(outputDir);
         if (File.Exists(Path.Combine(final, StateFile))) return final;
-        return Directory.Exists(outputDir)
-            ? Directory.GetDirectories(outputDir, $"{Folder}.old-*").FirstOrDefault(d => File.Exists(Path.Combine(d, StateFile)))
-            : null;
+        if (!Directory.Exists(outputDir)) return null;
+        return Directory.GetDirectories(outputDir, $"{Folder}.old-*")
+            .Where(d => File.Exists(Path.Combine(d, StateFile)))
+            .Select(d => (Dir: d, Step: StepOf(d)))
+            .OrderByDescending(p => p.Step).ThenBy(p => p.Dir, StringComparer.Ordinal)
+            .Select(p => p.Dir).FirstOrDefault();
+    }
+
+    static int StepOf(string dir)
+    {
+        try { return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(dir, StateFile)), Json)?.Step ?? -1; }
+        catch (Exception e) when (e is JsonException or IOException) { return -1; }
     }
 
     public static bool Exists(string outputDir) => Locate(outputDir) is not null;
@@ -88,7 +123,9 @@ internal static class TrainingCheckpoint
         TrainerState state;
         try { state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath), Json) ?? throw new InvalidDataException("null"); }
         catch (JsonException e) { throw new InvalidDataException($"Checkpoint state '{statePath}' is not valid JSON: {e.Message}", e); }
-        var trainable = SafetensorsFile.Read(Path.Combine(dir, TrainableFile));
+        var trainablePath = Path.Combine(dir, TrainableFile);
+        var trainable = SafetensorsFile.Read(trainablePath);
+        foreach (var m in Formats.TensorChecks.CheckFinite(trainable, trainablePath)) Tuners.PeftWarnings.Report(null, m);
         var bestPath = Path.Combine(dir, BestFile);
         var best = File.Exists(bestPath) ? SafetensorsFile.Read(bestPath) : null;
         optimizer.load_state_dict(Path.Combine(dir, OptimizerFile));

@@ -78,16 +78,27 @@ public abstract record PeftConfig
     }
 
     /// <summary>Reads a config of any registered method; unknown keys become warnings.</summary>
+    /// <exception cref="InvalidDataException">The text is not a config of a registered method; the message starts with <paramref name="source"/>.</exception>
     public static PeftConfig FromJson(string json, ICollection<string>? warnings = null, string source = "adapter_config.json")
     {
         JsonObject obj;
-        try { obj = JsonNode.Parse(json)?.AsObject() ?? throw new InvalidDataException($"{source}: expected a JSON object."); }
+        try
+        {
+            obj = JsonNode.Parse(json)?.AsObject() ?? throw new InvalidDataException($"{source}: expected a JSON object.");
+            // JsonObject reads its members lazily: a duplicate key only throws (ArgumentException) on first access.
+            _ = obj.Count;
+        }
         catch (JsonException e) { throw new InvalidDataException($"{source}: not valid JSON ({e.Message}).", e); }
         catch (InvalidOperationException e) { throw new InvalidDataException($"{source}: expected a JSON object ({e.Message}).", e); }
+        catch (ArgumentException e) { throw new InvalidDataException($"{source}: a key appears twice ({WithoutParameter(e)}).", e); }
 
         if (!obj.TryGetPropertyValue("peft_type", out var typeNode) || typeNode is null)
             throw new InvalidDataException($"{source}: missing \"peft_type\" (one of {string.Join(", ", PeftRegistry.Names)}).");
-        var method = PeftRegistry.Get(typeNode.GetValue<string>());
+        if (typeNode is not JsonValue typeValue || !typeValue.TryGetValue<string>(out var typeName))
+            throw new InvalidDataException($"{source}: \"peft_type\" must be a string (one of {string.Join(", ", PeftRegistry.Names)}), got {typeNode.ToJsonString()}.");
+        PeftMethod method;
+        try { method = PeftRegistry.Get(typeName); }
+        catch (ArgumentException e) { throw new InvalidDataException($"{source}: {WithoutParameter(e)}", e); }
 
         var known = JsonOptions.GetTypeInfo(method.ConfigType).Properties.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var key in obj.Select(p => p.Key).Where(k => !known.Contains(k)).OrderBy(k => k, StringComparer.Ordinal))
@@ -97,10 +108,25 @@ public abstract record PeftConfig
         PeftConfig config;
         try { config = (PeftConfig)obj.Deserialize(method.ConfigType, JsonOptions)!; }
         catch (JsonException e) { throw new InvalidDataException($"{source}: {e.Message}", e); }
+        // Property setters and converters check values (an empty module name, a bad regex, an unknown enum name) with ArgumentException.
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException or OverflowException or NotSupportedException)
+        {
+            throw new InvalidDataException($"{source}: {WithoutParameter(e)}", e);
+        }
+        if (config is null) throw new InvalidDataException($"{source}: expected a JSON object.");
         // A file without peft_version was written before peft 0.18, whatever a new config of this type defaults to.
         if (!obj.ContainsKey("peft_version")) config = config with { PeftVersion = null };
         return config.AfterRead(obj);
     }
+
+    // The message of an ArgumentException without the " (Parameter 'x')" that .NET appends: in a file's error the key is already named.
+    // A null argument's message names nothing else, so there the name stays.
+    internal static string WithoutParameter(Exception e) => e switch
+    {
+        ArgumentNullException { ParamName: { } name } => $"{name} must not be null.",
+        ArgumentException { ParamName: { } name } => e.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal),
+        _ => e.Message,
+    };
 
     /// <summary>Adjusts a config read from a file for keys the writing version did not have yet (their defaults have changed since).</summary>
     /// <param name="file">The file's JSON object (keys this type does not know already removed).</param>

@@ -351,9 +351,25 @@ public sealed class PeftModel
     /// <exception cref="InvalidDataException">Missing adapter keys, shape mismatches (naming the key and both shapes), corrupt files.</exception>
     public void LoadAdapter(string directory, string adapterName, bool isTrainable = false, ICollection<string>? warnings = null)
     {
+        // Whatever a corrupt or mismatched folder causes is one InvalidDataException naming it (tests/Hardening fuzzes this);
+        // only the caller's own mistakes (the adapter name) stay ArgumentExceptions.
+        try { LoadAdapterFrom(directory, adapterName, isTrainable, warnings); }
+        catch (InvalidDataException e) when (!e.Message.Contains(directory, StringComparison.Ordinal))
+        {
+            throw new InvalidDataException($"{directory}: {e.Message}", e);
+        }
+        catch (ArgumentException e) when (e.ParamName is not (nameof(adapterName) or nameof(directory)))
+        {
+            throw new InvalidDataException($"{directory}: {PeftConfig.WithoutParameter(e)}", e);
+        }
+    }
+
+    private void LoadAdapterFrom(string directory, string adapterName, bool isTrainable, ICollection<string>? warnings)
+    {
         EnsureUsable();
         var sink = new List<string>();
         var files = PeftAdapterFiles.Read(directory);
+        sink.AddRange(Formats.TensorChecks.CheckFinite(files.Tensors, Path.Combine(directory, PeftAdapterFiles.WeightsFileName)));
         var config = PeftConfig.FromJson(files.ConfigJson, sink, files.ConfigPath) with { InferenceMode = !isTrainable };
         var method = PeftRegistry.For(config);
         CheckShapes(files, config);

@@ -163,7 +163,7 @@ public sealed class GlueTasksTests : IDisposable
     {
         var e = Assert.Throws<ArgumentException>(() => TextTasks.Load("squad", _root));
         Assert.Equal("name", e.ParamName);
-        Assert.Contains("sentiment, spam, cola, sst2, mrpc, stsb, qqp, mnli, mnli-mm, qnli, rte", e.Message);
+        Assert.Contains("sentiment, spam, fortunes, cola, sst2, mrpc, stsb, qqp, mnli, mnli-mm, qnli, rte", e.Message);
         Assert.Throws<ArgumentException>(() => GlueTasks.Load("wnli", _root));
     }
 

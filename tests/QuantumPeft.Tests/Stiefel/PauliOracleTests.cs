@@ -12,8 +12,11 @@ public class PauliOracleTests
     /// <summary>
     /// The spec's circuit built densely: every rotation layer is the N x N Kronecker product of the qudits'
     /// generalised RY matrices (most significant qudit leftmost), every CZ layer a diagonal; Q = product, first K columns.
+    /// "s2d" follows PennyLane's decomposition gate by gate: per pair, its own CZ, then the RY of each of its qudits.
+    /// With <paramref name="fullRotations"/>, a qudit of d &gt; 2 levels gets the product of Givens rotations over
+    /// <see cref="PauliCircuitMap.GivensRounds"/> taken one pair at a time.
     /// </summary>
-    internal static Tensor Dense(int[] dims, int layers, string gateOrder, string entangler, double[] theta, int k)
+    internal static Tensor Dense(int[] dims, int layers, string gateOrder, string entangler, double[] theta, int k, bool fullRotations = false)
     {
         int n = dims.Length;
         long rows = dims.Aggregate(1L, (a, d) => a * d);
@@ -26,17 +29,22 @@ public class PauliOracleTests
             for (int p = 0; p < n; p++) mats[p] = eye(dims[p], dtype: ScalarType.Float64);
             for (int p = first; p < first + count; p++)
             {
-                mats[p] = GeneralizedRy(dims[p], theta.AsSpan(pos, dims[p] - 1));
-                pos += dims[p] - 1;
+                int angles = fullRotations ? dims[p] * (dims[p] - 1) / 2 : dims[p] - 1;
+                mats[p] = fullRotations && dims[p] > 2
+                    ? FullRotation(dims[p], theta.AsSpan(pos, angles))
+                    : GeneralizedRy(dims[p], theta.AsSpan(pos, angles));
+                pos += angles;
             }
             var full = mats[n - 1];
             for (int p = n - 2; p >= 0; p--) full = kron(full, mats[p]);
             q = full.matmul(q);
         }
 
-        void Cz(int start)
+        // CZ on the pairs (a, a+1) for the given first qudits a.
+        void CzPairs(IEnumerable<int> firsts)
         {
             if (entangler != "cz") return;
+            var pairs = firsts.ToList();
             var signs = new double[rows];
             for (long i = 0; i < rows; i++)
             {
@@ -44,21 +52,50 @@ public class PauliOracleTests
                 long r = i;
                 for (int p = 0; p < n; p++) { digits[p] = (int)(r % dims[p]); r /= dims[p]; }
                 double sign = 1;
-                for (int a = start; a + 1 < n; a += 2)
+                foreach (var a in pairs)
                     if (digits[a] == dims[a] - 1 && digits[a + 1] == dims[a + 1] - 1) sign = -sign;
                 signs[i] = sign;
             }
             q = diag(tensor(signs)).matmul(q);
         }
+        void Cz(int start) => CzPairs(Enumerable.Range(0, n).Where(a => a >= start && (a - start) % 2 == 0 && a + 1 < n));
 
         Rotate(0, n);
         for (int l = 0; l < layers; l++)
         {
             if (gateOrder == "full") { Rotate(0, n); Cz(0); Cz(1); }
+            else if (gateOrder == "s2d")
+            {
+                for (int a = 0; a + 1 < n; a += 2) { CzPairs([a]); Rotate(a, 1); Rotate(a + 1, 1); }
+                for (int a = 1; a + 1 < n; a += 2) { CzPairs([a]); Rotate(a, 1); Rotate(a + 1, 1); }
+            }
             else if (n > 1) { Rotate(0, n - 1); Cz(0); Rotate(1, n - 1); Cz(1); }
         }
         Assert.Equal(theta.Length, pos);
         return q.narrow(1, 0, k);
+    }
+
+    /// <summary>G_last ... G_first over the level pairs of <see cref="PauliCircuitMap.GivensRounds"/>, each a rotation by t / 2.</summary>
+    static Tensor FullRotation(int d, ReadOnlySpan<double> t)
+    {
+        var pairs = PauliCircuitMap.GivensRounds(d).SelectMany(r => r).ToArray();
+        Assert.Equal(t.Length, pairs.Length);
+        var r = new double[d, d];
+        for (int i = 0; i < d; i++) r[i, i] = 1;
+        for (int j = 0; j < pairs.Length; j++)
+        {
+            var (x, y) = pairs[j];
+            double c = Math.Cos(t[j] / 2), s = Math.Sin(t[j] / 2);
+            for (int col = 0; col < d; col++)
+            {
+                double a = r[x, col], b = r[y, col];
+                r[x, col] = c * a - s * b;
+                r[y, col] = s * a + c * b;
+            }
+        }
+        var flat = new double[d * d];
+        for (int i = 0; i < d; i++) for (int j = 0; j < d; j++) flat[i * d + j] = r[i, j];
+        return tensor(flat, new long[] { d, d }, ScalarType.Float64);
     }
 
     /// <summary>G_(d-2) ... G_0 with G_j the rotation by t_j / 2 between levels j and j+1 (d = 2: RY).</summary>

@@ -53,4 +53,20 @@ public class StiefelBenchmarkTests
         Assert.Equal(0.004, StiefelBenchmark.Predict(rows.Take(1).ToList(), 256, 1)!.Value, 9);
         Assert.Null(StiefelBenchmark.Predict([], 256, 2));
     }
+
+    [Fact]
+    public void Pauli_variants_get_their_own_rows_with_their_own_counts()
+    {
+        var variants = new[] { new StiefelMapOptions(), new StiefelMapOptions { GateOrder = "s2d", LocalQubits = 2 }, new StiefelMapOptions { LocalQubits = 3 } };
+        var settings = new StiefelBenchSettings { Ns = [24], K = 3, Repeats = 1, Warmup = 0, Maps = [StiefelMapKind.Pauli], PauliVariants = variants };
+        var rows = StiefelBenchmark.Run(settings, _ => { }, []);
+        Assert.Equal(new[] { "pauli", "pauli/s2d/g2", "pauli/alternating/g3" }, rows.Select(r => r.Map));
+        for (int i = 0; i < variants.Length; i++)
+        {
+            Assert.Equal(StiefelMaps.CountParameters(24, 3, variants[i]), rows[i].Params);
+            Assert.True(rows[i].OrthError < 1e-5);
+        }
+        Assert.NotEqual(rows[0].Params, rows[1].Params);
+        Assert.Contains("| pauli/s2d/g2 |", StiefelBenchmark.Markdown(rows, settings, 1, []));
+    }
 }

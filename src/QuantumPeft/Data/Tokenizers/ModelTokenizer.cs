@@ -32,6 +32,8 @@ public sealed class ModelTokenizer
     public const string MergesFile = "merges.txt";
     /// <summary>A serialized SentencePiece ModelProto.</summary>
     public const string SentencePieceFile = "tokenizer.model";
+    /// <summary>DeBERTa-v2 / v3's name for the same SentencePiece ModelProto (read when tokenizer.model is absent).</summary>
+    public const string DebertaSentencePieceFile = "spm.model";
     /// <summary>HF tokenizers' single-file tokenizer.</summary>
     public const string TokenizerJsonFile = "tokenizer.json";
     /// <summary>BERT's WordPiece vocabulary, one token per line.</summary>
@@ -138,7 +140,7 @@ public sealed class ModelTokenizer
             return FromTokenizerJson(folder, bpe);
         bool vocabJson = File.Exists(At(VocabJsonFile)), merges = File.Exists(At(MergesFile));
         if (vocabJson && merges) return FromGpt2Bpe(folder);
-        if (File.Exists(At(SentencePieceFile))) return FromSentencePiece(folder);
+        if (File.Exists(At(SentencePieceFile)) || File.Exists(At(DebertaSentencePieceFile))) return FromSentencePiece(folder);
         if (File.Exists(At(VocabTxtFile))) return FromWordPiece(folder);
         if (jsonUnsupported is not null)
             throw new NotSupportedException(
@@ -215,7 +217,7 @@ public sealed class ModelTokenizer
     static ModelTokenizer FromSentencePiece(string folder)
     {
         var cfg = TokenizerFolderConfig.Read(folder);
-        var path = Path.Combine(folder, SentencePieceFile);
+        var path = File.Exists(Path.Combine(folder, SentencePieceFile)) ? Path.Combine(folder, SentencePieceFile) : Path.Combine(folder, DebertaSentencePieceFile);
         var sp = ReadSentencePiece(path, specialTokens: null);
         var pieces = sp.Vocabulary;
         int? Piece(string t) => pieces.TryGetValue(t, out int id) ? id : null;

@@ -10,7 +10,7 @@ public static class HfFolderWriter
     /// <summary>Files copied from a source folder so the written folder tokenizes (and generates) like the original.</summary>
     public static readonly IReadOnlyList<string> TokenizerFiles =
         [HfCheckpoint.Vocabulary, HfCheckpoint.TokenizerConfig, "tokenizer.json", "special_tokens_map.json", "vocab.json", "merges.txt",
-         "tokenizer.model", "added_tokens.json", "generation_config.json"];
+         "tokenizer.model", "spm.model", "added_tokens.json", "generation_config.json"];
 
     /// <summary>
     /// Writes <paramref name="configJson"/> as config.json and <paramref name="tensors"/> as model.safetensors, or,

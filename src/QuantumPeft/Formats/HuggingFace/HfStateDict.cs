@@ -48,6 +48,7 @@ public static class HfStateDict
         HfLoadOptions? options = null, Action<string>? log = null)
     {
         options ??= new HfLoadOptions();
+        foreach (var m in TensorChecks.CheckFinite(checkpoint, source)) (log ?? (x => Console.Error.WriteLine(x)))($"warning: {m}");
         var target = model.state_dict();
         var renamed = Normalize(checkpoint.Keys, target.Keys, options.BasePrefix);
 

@@ -168,7 +168,7 @@ public static class OnnxBertReader
     }
 
     /// <summary>An ONNX tensor (raw little-endian bytes or typed float/int64 fields) as a CPU tensor.</summary>
-    static Tensor ToTensor(TensorProto t, string source)
+    internal static Tensor ToTensor(TensorProto t, string source)
     {
         if (t.DataLocation == TensorProto.Types.DataLocation.External)
             throw new InvalidDataException($"{source}: initializer '{t.Name}' lives in an external data file, which this reader does not follow.");

@@ -37,20 +37,29 @@ public static class PeftAdapterFiles
     public static string Key(string modulePath, string suffix) => $"{KeyPrefix}{modulePath}.{suffix}";
 
     /// <summary>Writes both files into <paramref name="directory"/> (created if needed); <paramref name="extraMetadata"/> joins the safetensors metadata.</summary>
+    /// <remarks>
+    /// A new (or empty) folder is built under a temporary name and renamed into place, so a failed or killed write leaves
+    /// no half adapter behind. An existing folder, which may hold other files (peft's README.md), has each file replaced
+    /// atomically instead.
+    /// </remarks>
     public static void Write(string directory, string configJson, IReadOnlyDictionary<string, Tensor> tensors,
         IReadOnlyDictionary<string, (int Out, int In)>? moduleShapes = null, IReadOnlyDictionary<string, string>? extraMetadata = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
-        System.IO.Directory.CreateDirectory(directory);
         var metadata = new Dictionary<string, string>();
         foreach (var (k, v) in extraMetadata ?? new Dictionary<string, string>()) metadata[k] = v;
         metadata["format"] = "pt";
         if (moduleShapes is { Count: > 0 })
             metadata[ShapesMetadataKey] = System.Text.Json.JsonSerializer.Serialize(
                 moduleShapes.OrderBy(p => p.Key, StringComparer.Ordinal).ToDictionary(p => p.Key, p => new[] { p.Value.Out, p.Value.In }));
-        SafetensorsFile.Write(Path.Combine(directory, WeightsFileName), tensors, metadata);
-        var configPath = Path.Combine(directory, ConfigFileName);
-        AtomicFile.WriteAllText(configPath, configJson.TrimEnd() + "\n");
+        void WriteFiles(string into)
+        {
+            SafetensorsFile.Write(Path.Combine(into, WeightsFileName), tensors, metadata);
+            TestHooks.Reach("adapter:between-files");
+            AtomicFile.WriteAllText(Path.Combine(into, ConfigFileName), configJson.TrimEnd() + "\n");
+        }
+        if (System.IO.Directory.Exists(directory) && System.IO.Directory.EnumerateFileSystemEntries(directory).Any()) WriteFiles(directory);
+        else AtomicFolder.Write(directory, WriteFiles, overwrite: true);
     }
 
     /// <summary>Reads both files of an adapter folder.</summary>
@@ -86,9 +95,10 @@ public static class PeftAdapterFiles
         if (!metadata.TryGetValue(ShapesMetadataKey, out var json)) return null;
         try
         {
-            var raw = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, int[]>>(json)!;
-            return raw.ToDictionary(p => p.Key, p => p.Value.Length == 2 ? (p.Value[0], p.Value[1])
-                : throw new InvalidDataException($"{source}: metadata {ShapesMetadataKey} entry '{p.Key}' must be [out, in]."));
+            var raw = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, int[]?>>(json)
+                ?? throw new InvalidDataException($"{source}: metadata {ShapesMetadataKey} is null; expected an object module path -> [out, in].");
+            return raw.ToDictionary(p => p.Key, p => p.Value is [var o, var i] && o > 0 && i > 0 ? (o, i)
+                : throw new InvalidDataException($"{source}: metadata {ShapesMetadataKey} entry '{p.Key}' must be [out, in] (two positive integers)."));
         }
         catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"{source}: metadata {ShapesMetadataKey} is not valid JSON ({e.Message}).", e); }
     }

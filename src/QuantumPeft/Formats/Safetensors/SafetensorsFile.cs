@@ -24,6 +24,8 @@ public static class SafetensorsFile
     /// <summary>Largest header accepted (the reference implementation's limit).</summary>
     public const long MaxHeaderBytes = 100_000_000;
 
+    static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
     static readonly Dictionary<string, (ScalarType Type, int Size)> DTypes = new()
     {
         ["F64"] = (ScalarType.Float64, 8), ["F32"] = (ScalarType.Float32, 4), ["F16"] = (ScalarType.Float16, 2),
@@ -114,6 +116,7 @@ public static class SafetensorsFile
                     fs.Write(len);
                     fs.Write(json);
                     for (int i = json.Length; i < padded; i++) fs.WriteByte((byte)' ');
+                    if (cpu.Count > 0) { fs.Flush(); TestHooks.Reach($"write:{Path.GetFileName(path)}"); }
                     foreach (var t in cpu) fs.Write(t.bytes);
                     fs.Flush(true);
                 }
@@ -154,6 +157,9 @@ public static class SafetensorsFile
         long dataOffset = 8 + (long)headerLen;
         long dataLength = fileLength - dataOffset;
 
+        // The JSON reader checks UTF-8 only where it decodes a string, and throws InvalidOperationException there.
+        try { StrictUtf8.GetCharCount(json); }
+        catch (DecoderFallbackException) { throw Bad("header is not valid UTF-8"); }
         JsonDocument doc;
         try { doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 16 }); }
         catch (JsonException e) { throw Bad($"header is not well-formed JSON ({e.Message})"); }

@@ -61,8 +61,19 @@ public static class FolderShapes
                     : [new("attention.self.query", h, h), new("attention.self.value", h, h)];
                 return new(id, folder, layers, h, shapes, all ? "all-linear" : "query+value", all ? "Every linear layer of a block; the pooler and head excluded." : "Query and value of every layer.");
             }
+            case "vit":
+            {
+                // transformers' ViTConfig defaults (ViT-B/16); the patch projection is a Conv2d, not a linear layer.
+                int h = Get("hidden_size", 768), inter = Get("intermediate_size", 3072), layers = Get("num_hidden_layers", 12);
+                List<LinearShape> shapes = all
+                    ? [new("attention.attention.query", h, h), new("attention.attention.key", h, h), new("attention.attention.value", h, h),
+                       new("attention.output.dense", h, h), new("intermediate.dense", h, inter), new("output.dense", inter, h)]
+                    : [new("attention.attention.query", h, h), new("attention.attention.value", h, h)];
+                return new(id, folder, layers, h, shapes, all ? "all-linear" : "query+value",
+                    all ? "Every linear layer of a block; the patch projection (Conv2d), pooler and classifier excluded." : "Query and value of every layer.");
+            }
             default:
-                throw new NotSupportedException($"{path}: model_type '{type ?? "(none)"}' is not one this library loads (bert, gpt2, llama, mistral, qwen2).");
+                throw new NotSupportedException($"{path}: model_type '{type ?? "(none)"}' is not one this library loads (bert, gpt2, llama, mistral, qwen2, vit).");
         }
     }
 }

@@ -52,6 +52,8 @@ public static class ImageClassifiers
     // One line per architecture folder (Models/Vit, Models/ResNet).
     static readonly List<Architecture> architectures =
     [
+        new(Vit.ViTConfig.SupportedModelTypes, Vit.HfViTLoader.Load),
+        new(ResNet.ResNetConfig.SupportedModelTypes, (folder, options) => ResNet.ResNetImageClassifier.LoadWithReport(folder, options)),
     ];
 
     /// <summary>Adds an architecture at run time (tests register tiny models); a model_type already known is left as it is.</summary>

@@ -181,7 +181,7 @@ public sealed class AdapterFolderTests : IDisposable
         File.WriteAllText(config, "{ not json");
         Assert.Throws<InvalidDataException>(() => PeftModel.Load(TinyModel.Create(), dir));
         File.WriteAllText(config, text.Replace("\"LORA\"", "\"BOFT\""));
-        var e = Assert.Throws<ArgumentException>(() => PeftModel.Load(TinyModel.Create(), dir));
+        var e = Assert.Throws<InvalidDataException>(() => PeftModel.Load(TinyModel.Create(), dir));
         Assert.Contains("BOFT", e.Message);
         Assert.Contains("QUANTUM_PEFT", e.Message);
         File.WriteAllText(config, text);
