@@ -134,6 +134,34 @@ public sealed class ImageCommandsTests : IDisposable
     }
 
     [Fact]
+    public void ARandomViTTrainsWithLoraAndItsMergeGivesTheAdaptersLogits()
+    {
+        var (_, images) = Setup();
+        var vit = Path.Combine(dir, "vit");
+        Assert.Equal(0, CliCommandTests.Run(new CreateModelCommand(), "create-model", "--type", "vit", "--image-size", "16", "--patch-size", "4",
+            "--hidden", "32", "--layers", "1", "--heads", "2", "--labels", "10", "--out", vit).Code);
+        var outDir = Path.Combine(dir, "vit-run");
+        var (code, output) = CliCommandTests.Run(new TrainCommand(), "train", "--task", "images", "--data-dir", images, "--model", vit,
+            "--method", "lora", "--rank", "2", "--epochs", "1", "--batch-size", "8", "--out", outDir);
+        Assert.Equal(0, code);
+        Assert.Contains("(vit), method lora", output);
+        Assert.Contains("16 x 16", output);   // no preprocessor_config.json: the model's image size
+        using var results = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "results.json")));
+        Assert.Equal("query,value", results.RootElement.GetProperty("targets").GetString());   // peft's ViT recipe
+        Assert.Equal(2.0, results.RootElement.GetProperty("alpha").GetDouble());               // alpha = rank
+
+        var adapter = Path.Combine(outDir, "adapter");
+        var merged = Path.Combine(dir, "vit-merged");
+        Assert.Equal(0, CliCommandTests.Run(new MergeCommand(), "merge", "--model", vit, "--adapter", adapter, "--out", merged).Code);
+        var png = Directory.EnumerateFiles(Path.Combine(images, "left")).Order().First();
+        using var a = JsonDocument.Parse(CliCommandTests.Run(new LogitsCommand(), "logits", "--model", vit, "--adapter", adapter, "--image", png, "--json").Output);
+        using var m = JsonDocument.Parse(CliCommandTests.Run(new LogitsCommand(), "logits", "--model", merged, "--image", png, "--json").Output);
+        var (ra, rm) = (Row(a.RootElement.GetProperty("logits"), 0), Row(m.RootElement.GetProperty("logits"), 0));
+        Assert.Equal(2, ra.Length);
+        for (int i = 0; i < 2; i++) Assert.Equal(ra[i], rm[i], 1e-5f);
+    }
+
+    [Fact]
     public void HeadOnlyTrainingSavesTheModelAndBadInputsGetClearErrors()
     {
         var (model, images) = Setup();
