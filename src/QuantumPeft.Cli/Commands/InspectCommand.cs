@@ -1,5 +1,6 @@
 using System.CommandLine;
 using QuantumPeft.Formats.Safetensors;
+using QuantumPeft.Models.Vision;
 using QuantumPeft.Tuners;
 
 namespace QuantumPeft.Cli.Commands;
@@ -9,7 +10,7 @@ public sealed class InspectCommand : ICliCommand
 {
     public Command Build()
     {
-        var dir = new Argument<string>("dir") { Description = "An adapter folder (adapter_config.json + adapter_model.safetensors)." };
+        var dir = new Argument<string>("dir") { Description = "An adapter folder (adapter_config.json + adapter_model.safetensors), or an image classifier folder." };
         var cmd = new Command("inspect", "Show what an adapter folder holds.");
         cmd.Arguments.Add(dir);
         cmd.SetAction(parse =>
@@ -17,6 +18,8 @@ public sealed class InspectCommand : ICliCommand
             var folder = Path.GetFullPath(parse.GetValue(dir)!);
             if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"adapter folder not found: '{folder}'.");
             var configPath = Path.Combine(folder, "adapter_config.json");
+            if (!File.Exists(configPath) && File.Exists(Path.Combine(folder, "config.json")) && ImageClassifiers.IsImageClassifier(folder))
+                return InspectImageModel(folder);
             var weightsPath = Path.Combine(folder, "adapter_model.safetensors");
             if (!File.Exists(configPath)) throw new FileNotFoundException($"'{folder}' has no adapter_config.json (expected an adapter folder in peft's layout).", configPath);
             var warnings = new List<string>();
@@ -43,5 +46,29 @@ public sealed class InspectCommand : ICliCommand
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>What an image classifier folder holds: its architecture, head, input and processor, and its parameters by top-level module.</summary>
+    static int InspectImageModel(string folder)
+    {
+        var (model, report) = ImageClassifiers.LoadWithReport(folder, new ImageLoadOptions(Log: _ => { }));
+        using (model)
+        {
+            var processor = Data.Images.ImageProcessor.TryLoad(folder);
+            Console.WriteLine($"image classifier: {folder}");
+            Console.WriteLine($"model_type: {model.ModelType}");
+            Console.WriteLine($"classes: {model.NumLabels} || channels: {model.NumChannels} || image size: {model.ImageSize?.ToString() ?? "any"} || head modules: {string.Join(", ", model.HeadModules)}");
+            Console.WriteLine($"image processor: {processor?.Source ?? $"none ({Data.Images.ImageProcessor.FileName} missing: defaults at the image size, ImageNet mean and std)"}");
+            if (!report.IsClean) Console.WriteLine($"load: {report.Missing.Count} missing, {report.Unexpected.Count} unexpected tensor(s)");
+            Console.WriteLine();
+            Console.WriteLine("| module | tensors | numbers |");
+            Console.WriteLine("|---|---:|---:|");
+            var parameters = model.Module.named_parameters().ToList();
+            foreach (var group in parameters.GroupBy(p => p.name.Split('.')[0]))
+                Console.WriteLine($"| {group.Key} | {group.Count()} | {group.Sum(p => p.parameter.numel()):N0} |");
+            Console.WriteLine();
+            Console.WriteLine($"{parameters.Count} tensors, {parameters.Sum(p => p.parameter.numel()):N0} numbers");
+        }
+        return 0;
     }
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using QuantumPeft.Models;
 using QuantumPeft.Models.Decoder;
+using QuantumPeft.Models.Vision;
 using QuantumPeft.Training;
 using QuantumPeft.Tuners;
 
@@ -11,7 +12,7 @@ public sealed class MergeCommand : ICliCommand
 {
     public Command Build()
     {
-        var model = new Option<string>("--model") { Description = "minilm, or the Hugging Face folder (BERT, GPT-2, LLaMA, Mistral, Qwen2) the adapter was trained on.", DefaultValueFactory = _ => "minilm" };
+        var model = new Option<string>("--model") { Description = "minilm, or the Hugging Face folder (BERT, GPT-2, LLaMA, Mistral, Qwen2, an image classifier) the adapter was trained on.", DefaultValueFactory = _ => "minilm" };
         var adapter = new Option<string>("--adapter") { Description = "Adapter folder written by qpeft train (OUT/adapter).", Required = true };
         var outDir = new Option<string>("--out") { Description = "Folder to write (config.json, model.safetensors, tokenizer files).", Required = true };
         var force = new Option<bool>("--force") { Description = "Replace --out if it is not empty." };
@@ -41,6 +42,15 @@ public sealed class MergeCommand : ICliCommand
                 peft.MergeAndUnload();
                 Formats.AtomicFolder.Write(output, temp => CausalLMs.Save(lm, temp, folder), overwrite);
                 Console.WriteLine($"merged {type} adapter {adapterDir} into {count} layers of {folder} ({lm.Info.ModelType})");
+                Console.WriteLine($"saved: {output} ({string.Join(", ", Directory.EnumerateFiles(output).Select(Path.GetFileName).Order(StringComparer.Ordinal))})");
+                return 0;
+            }
+            if (ImageClassifiers.IsImageClassifier(folder))
+            {
+                using var images = ImageClassifierFineTuner.FromAdapter(folder, adapterDir);
+                var adapted = images.Peft!.AdaptedLayers.Count;
+                images.SaveMerged(output, overwrite);
+                Console.WriteLine($"merged {images.Spec.Method} adapter {adapterDir} into {adapted} layers of {folder} ({images.Model.ModelType}, {images.Model.NumLabels} classes)");
                 Console.WriteLine($"saved: {output} ({string.Join(", ", Directory.EnumerateFiles(output).Select(Path.GetFileName).Order(StringComparer.Ordinal))})");
                 return 0;
             }

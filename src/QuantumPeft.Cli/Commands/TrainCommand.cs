@@ -2,9 +2,12 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using QuantumPeft.Data;
+using QuantumPeft.Data.Images;
+using QuantumPeft.Formats.HuggingFace;
 using QuantumPeft.Generation;
 using QuantumPeft.Models;
 using QuantumPeft.Models.Decoder;
+using QuantumPeft.Models.Vision;
 using QuantumPeft.Training;
 using Spectre.Console;
 using TorchSharp;
@@ -12,16 +15,17 @@ using TorchSharp;
 namespace QuantumPeft.Cli.Commands;
 
 /// <summary>
-/// <c>qpeft train</c>: fine-tune a BERT folder (default: the bundled MiniLM) on a text task, or a causal LM (GPT-2, LLaMA family)
-/// on a generation task (e2e). With no arguments, the main job. Both go through the one trainer loop.
+/// <c>qpeft train</c>: fine-tune a BERT folder (default: the bundled MiniLM) on a text task, a causal LM (GPT-2, LLaMA family)
+/// on a generation task (e2e), or an image classifier (ViT, ResNet) on an image task (cifar10, mnist, fashion-mnist, images).
+/// With no arguments, the main job. All go through the one trainer loop.
 /// </summary>
 public sealed class TrainCommand : ICliCommand
 {
     public Command Build()
     {
-        var model = new Option<string>("--model") { Description = "minilm, a Hugging Face BERT folder, or (generation tasks) a causal-LM folder.", DefaultValueFactory = _ => "minilm" };
-        var task = new Option<string>("--task") { Description = $"Task: {string.Join(", ", TextTasks.Names)}; generation: {string.Join(", ", GenerationTasks.Names)}.", DefaultValueFactory = _ => "sentiment" };
-        var dataDir = new Option<string?>("--data-dir") { Description = "Folder holding the GLUE task folders, or the E2E CSV files." };
+        var model = new Option<string>("--model") { Description = "minilm, a Hugging Face BERT folder, (generation tasks) a causal-LM folder, or (image tasks) an image classifier folder (ViT, ResNet).", DefaultValueFactory = _ => "minilm" };
+        var task = new Option<string>("--task") { Description = $"Task: {string.Join(", ", TextTasks.Names)}; generation: {string.Join(", ", GenerationTasks.Names)}; images: {string.Join(", ", ImageTasks.Names)}.", DefaultValueFactory = _ => "sentiment" };
+        var dataDir = new Option<string?>("--data-dir") { Description = "Folder holding the GLUE task folders, the E2E CSV files, CIFAR-10's binary batches, IDX files (mnist, fashion-mnist: else fetched), or ROOT/<label>/*.png|jpg (images)." };
         var method = new Option<string>("--method") { Description = $"{string.Join(" | ", FineTuneSpec.Methods)} (head: classifiers only).", DefaultValueFactory = _ => "quantum" };
         var settings = new Option<string[]>("--set") { Description = "A config field of the method by peft's name, KEY=VALUE (repeatable): e.g. n_frequency=1000, target_r=4, d_initial=0.1.", AllowMultipleArgumentsPerToken = false };
         var rank = new Option<int?>("--rank") { Description = "Rank K (quantum) or r (lora). Default: 8; generation tasks 4 (the LoRA paper's E2E rank)." };
@@ -31,7 +35,7 @@ public sealed class TrainCommand : ICliCommand
         var alpha = new Option<double?>("--alpha") { Description = "Scaling numerator, s = alpha / rank. Default: 2 x rank; generation tasks with lora 32 (E2E recipe)." };
         var targets = new Option<string?>("--targets") { Description = "all-linear, re:PATTERN, or names a,b,c (c_attn[q,v]: GPT-2's q and v thirds). Default: all-linear; generation tasks query and value (GPT-2 c_attn[q,v], LLaMA q_proj,v_proj)." };
         var epochs = new Option<int?>("--epochs") { Description = "Default: 3; generation tasks 5." };
-        var lr = new Option<double?>("--lr") { Description = "Adapter (or backbone) learning rate. Default: quantum 2e-2, lora 1e-3 (generation tasks 2e-4), full 5e-5." };
+        var lr = new Option<double?>("--lr") { Description = "Adapter (or backbone) learning rate. Default: quantum 2e-2, lora 1e-3 (generation tasks 2e-4; image tasks 5e-3 with alpha = rank, peft's ViT recipe), full 5e-5." };
         var headLr = new Option<double>("--head-lr") { Description = "Classifier head learning rate.", DefaultValueFactory = _ => 2e-3 };
         var batch = new Option<int?>("--batch-size") { Description = "Default: 16; generation tasks 8." };
         var maxLength = new Option<int?>("--max-length") { Description = "Tokens per example. Default: 64; generation tasks 256 (prompt + completion)." };
@@ -48,10 +52,15 @@ public sealed class TrainCommand : ICliCommand
         var threads = new Option<int?>("--threads") { Description = "CPU threads for TorchSharp (default: all cores)." };
         var outDir = new Option<string>("--out") { Description = "Output folder (checkpoints, adapter, results.json, plot).", DefaultValueFactory = _ => "out/train" };
         var resume = new Option<bool>("--resume") { Description = "Continue a stopped run from the checkpoint in --out." };
+        var imageSize = new Option<int?>("--image-size") { Description = "Image tasks: resize images to this square side (default: the model folder's preprocessor_config.json, else its image size)." };
+        var augment = new Option<string>("--augment") { Description = "Image tasks: training augmentation: none, crop (random crop, padding 4), flip (horizontal), crop,flip.", DefaultValueFactory = _ => "none" };
+        var trainLimit = new Option<int?>("--train-limit") { Description = "Image tasks: train on a fixed seeded subset of this many training images." };
+        var evalLimit = new Option<int?>("--eval-limit") { Description = "Image tasks: validate and test on fixed seeded subsets of this many images each." };
 
         var cmd = new Command("train", "Fine-tune a model on a text task (default: Quantum-PEFT on the bundled MiniLM, sentiment) or a causal LM on a generation task.");
         foreach (var o in new Option[] { model, task, dataDir, method, settings, rank, layers, map, initScale, alpha, targets, epochs, lr, headLr, batch, maxLength, maxSteps,
-                     warmup, labelSmoothing, evalMetric, beams, lengthPenalty, noRepeat, maxNew, seed, device, threads, outDir, resume })
+                     warmup, labelSmoothing, evalMetric, beams, lengthPenalty, noRepeat, maxNew, seed, device, threads, outDir, resume,
+                     imageSize, augment, trainLimit, evalLimit })
             cmd.Options.Add(o);
 
         cmd.SetAction(parse =>
@@ -66,6 +75,13 @@ public sealed class TrainCommand : ICliCommand
             var folder = ModelResolver.Resolve(parse.GetValue(model)!);
             var taskName = parse.GetValue(task)!;
             bool generation = GenerationTasks.IsGenerationTask(taskName);
+            bool image = ImageTasks.IsImageTask(taskName);
+            if (image != ImageClassifiers.IsImageClassifier(folder))
+                throw new ArgumentException(image
+                    ? $"task '{taskName}' trains an image classifier ({string.Join(", ", ImageClassifiers.ModelTypes)}), but --model '{folder}' is model_type '{HfCheckpoint.ReadModelType(folder) ?? "(none)"}'."
+                    : $"--model '{folder}' is an image classifier; it trains on an image task ({string.Join(", ", ImageTasks.Names)}), not on '{taskName}'.");
+            if (!image && (parse.GetValue(imageSize) is not null || parse.GetValue(trainLimit) is not null || parse.GetValue(evalLimit) is not null || parse.GetValue(augment) != "none"))
+                throw new ArgumentException($"--image-size, --augment, --train-limit and --eval-limit apply to image tasks ({string.Join(", ", ImageTasks.Names)}), not to '{taskName}'.");
             if (generation != CausalLMs.IsCausalLM(folder))
                 throw new ArgumentException(generation
                     ? $"task '{taskName}' trains a causal LM (GPT-2, LLaMA, Mistral, Qwen2), but --model '{folder}' is model_type '{CausalLMs.ReadModelType(folder) ?? "(none)"}'."
@@ -76,13 +92,13 @@ public sealed class TrainCommand : ICliCommand
             {
                 Method = m, Rank = parse.GetValue(rank) ?? (generation ? 4 : 8), Layers = parse.GetValue(layers), Map = parse.GetValue(map)!,
                 Settings = ParseSettings(parse.GetValue(settings) ?? []),
-                Targets = parse.GetValue(targets) ?? (generation ? DefaultDecoderTargets(folder) : "all-linear"), Seed = seedValue,
-                InitScale = parse.GetValue(initScale), Alpha = parse.GetValue(alpha) ?? (generation && m == "lora" ? 32 : null),
+                Targets = parse.GetValue(targets) ?? (generation ? DefaultDecoderTargets(folder) : image ? DefaultImageTargets(folder) : "all-linear"), Seed = seedValue,
+                InitScale = parse.GetValue(initScale), Alpha = parse.GetValue(alpha) ?? (generation && m == "lora" ? 32 : image && m == "lora" ? parse.GetValue(rank) ?? 8 : null),
             };
             var options = new TrainerOptions
             {
                 Epochs = epochCount, BatchSize = batchSize,
-                AdapterLearningRate = parse.GetValue(lr) ?? FineTuneSpec.DefaultLearningRate(m, generation), HeadLearningRate = parse.GetValue(headLr),
+                AdapterLearningRate = parse.GetValue(lr) ?? (image && m == "lora" ? 5e-3 : FineTuneSpec.DefaultLearningRate(m, generation)), HeadLearningRate = parse.GetValue(headLr),
                 Seed = seedValue, OutputDir = output, Resume = parse.GetValue(resume), MaxSteps = parse.GetValue(maxSteps),
                 WarmupSteps = parse.GetValue(warmup) ?? (generation ? 500 : null), LabelSmoothing = parse.GetValue(labelSmoothing) ?? (generation ? 0.1 : 0),
             };
@@ -119,6 +135,23 @@ public sealed class TrainCommand : ICliCommand
                 results["label_smoothing"] = options.LabelSmoothing;
                 results["warmup_steps"] = options.WarmupSteps;
                 results["decoding"] = new { num_beams = decode.NumBeams, length_penalty = decode.LengthPenalty, no_repeat_ngram_size = decode.NoRepeatNgramSize, max_new_tokens = decode.MaxNewTokens };
+            }
+            else if (image)
+            {
+                var data = ImageTasks.Load(taskName, parse.GetValue(dataDir)).Limit(parse.GetValue(trainLimit), parse.GetValue(evalLimit));
+                spec = spec with { TotalSteps = Steps(data.Train.Count) };
+                var augmentation = ImageAugmentation.Parse(parse.GetValue(augment)!);
+                using var classifier = TrainImages(folder, data, spec, options, dev, parse.GetValue(imageSize), augmentation, out result, out saved);
+                var (adapterParams, headParams, totalParams) = classifier.Counts();
+                maxLen = classifier.Processor.Config.DoResize ? classifier.Processor.OutputSize(224, 224).Height : 0;
+                results["task"] = data.Name;
+                results["adapter_params"] = adapterParams;
+                results["head_params"] = headParams;
+                results["trainable_params"] = adapterParams + headParams;
+                results["total_params"] = totalParams;
+                results["augment"] = parse.GetValue(augment);
+                results["train_examples"] = data.Train.Count;
+                results["label_smoothing"] = options.LabelSmoothing;
             }
             else
             {
@@ -171,7 +204,7 @@ public sealed class TrainCommand : ICliCommand
             results["targets"] = spec.Targets;
             results["init_scale"] = spec.InitScale;
             results["batch_size"] = options.BatchSize;
-            results["max_length"] = maxLen;
+            results[image ? "image_size" : "max_length"] = maxLen;
             results["threads"] = torch.get_num_threads();
             results["device"] = dev.ToString();
             var resultsPath = Path.Combine(output, "results.json");
@@ -199,6 +232,38 @@ public sealed class TrainCommand : ICliCommand
             result[v[..eq].Trim()] = v[(eq + 1)..].Trim();
         }
         return result;
+    }
+
+    /// <summary>Image models: peft's ViT recipe (LoRA on query and value); other image architectures: every Linear but the head.</summary>
+    static string DefaultImageTargets(string folder) => HfCheckpoint.ReadModelType(folder) == "vit" ? "query,value" : "all-linear";
+
+    /// <summary>Fine-tunes an image classifier on an image task through the one trainer; saves the adapter (OUT/adapter) or the model (OUT/model).</summary>
+    static ImageClassifierFineTuner TrainImages(string folder, ImageTask data, FineTuneSpec spec, TrainerOptions options, TorchSharp.torch.Device dev,
+        int? imageSize, ImageAugmentation? augmentation, out TrainingResult result, out string saved)
+    {
+        var classifier = new ImageClassifierFineTuner(folder, data.NumLabels, spec, dev, imageSize);
+        var processor = classifier.Processor;
+        try
+        {
+            var (adapterParams, headParams, totalParams) = classifier.Counts();
+            Console.WriteLine($"qpeft train: {data.Name} ({data.Train.Count}/{data.Validation.Count}/{data.Test.Count} train/validation/test images, {data.NumLabels} classes), " +
+                $"model {folder} ({classifier.Model.ModelType}), method {spec.Method}, device {dev}");
+            Console.WriteLine($"image processor: {processor.Source}; augmentation: {(augmentation is null ? "none" : $"crop {augmentation.Crop} (padding {augmentation.Padding}), flip {augmentation.Flip}")}");
+            if (classifier.Peft is { } peft) Console.WriteLine(peft.Report().ToTable());
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"adapter params: {adapterParams:N0} || head params: {headParams:N0} || trainable params: {adapterParams + headParams:N0} || all params: {totalParams:N0} || trainable%: {100.0 * (adapterParams + headParams) / totalParams:F4}"));
+            var objective = new ImageClassificationObjective(classifier, data, options.LabelSmoothing, augmentation);
+            result = TrainingProgressDisplay.Train(TrainingProgressDisplay.IsInteractive, progress => new Trainer<ImageExample>(objective, options, progress));
+            Directory.CreateDirectory(options.OutputDir!);
+            if (classifier.Peft is not null) { saved = Path.Combine(options.OutputDir!, "adapter"); classifier.SaveAdapter(saved); }
+            else { saved = Path.Combine(options.OutputDir!, "model"); classifier.SaveMerged(saved, overwrite: true); }
+            return classifier;
+        }
+        catch
+        {
+            classifier.Dispose();
+            throw;
+        }
     }
 
     /// <summary>The LoRA paper's targets: query and value (GPT-2: the q and v thirds of c_attn).</summary>

@@ -33,8 +33,8 @@ public static class DataSplits
     /// Holds out a seeded random slice of <paramref name="examples"/> (validationFraction of them, at most
     /// <paramref name="maxValidation"/>, at least 1) as validation; the rest, in their original order, is train.
     /// </summary>
-    public static (List<TextExample> Train, List<TextExample> Validation) HoldOut(
-        IReadOnlyList<TextExample> examples, int seed, double validationFraction, int maxValidation)
+    public static (List<T> Train, List<T> Validation) HoldOut<T>(
+        IReadOnlyList<T> examples, int seed, double validationFraction, int maxValidation)
     {
         if (examples.Count < 2) throw new ArgumentException($"Need at least 2 examples to hold out a validation slice; got {examples.Count}.", nameof(examples));
         int n = Math.Clamp((int)Math.Round(examples.Count * validationFraction), 1, Math.Min(maxValidation, examples.Count - 1));

@@ -56,6 +56,13 @@ public static class ImageClassifiers
         new(ResNet.ResNetConfig.SupportedModelTypes, (folder, options) => ResNet.ResNetImageClassifier.LoadWithReport(folder, options)),
     ];
 
+    /// <summary>Adds an architecture at run time (tests register tiny models); a model_type already known is left as it is.</summary>
+    internal static void Register(IReadOnlyList<string> modelTypes, Func<string, ImageLoadOptions, (IImageClassifier Model, HfLoadReport Report)> load)
+    {
+        lock (architectures)
+            if (!modelTypes.Any(ModelTypes.Contains)) architectures.Add(new Architecture(modelTypes, load));
+    }
+
     /// <summary>Every model_type an image classifier folder may have.</summary>
     public static IReadOnlyList<string> ModelTypes => architectures.SelectMany(a => a.ModelTypes).ToList();
 
