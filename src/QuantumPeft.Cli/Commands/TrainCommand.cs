@@ -33,7 +33,7 @@ public sealed class TrainCommand : ICliCommand
         var map = new Option<string>("--map") { Description = "Stiefel map for U and V: pauli, taylor, matrix_exp, cayley, householder, givens.", DefaultValueFactory = _ => "pauli" };
         var initScale = new Option<double>("--init-scale") { Description = "Quantum: initial angles uniform in +-this.", DefaultValueFactory = _ => 0.02 };
         var alpha = new Option<double?>("--alpha") { Description = "Scaling numerator, s = alpha / rank. Default: 2 x rank; generation tasks with lora 32 (E2E recipe)." };
-        var targets = new Option<string?>("--targets") { Description = "all-linear, re:PATTERN, or names a,b,c (c_attn[q,v]: GPT-2's q and v thirds). Default: all-linear; generation tasks query and value (GPT-2 c_attn[q,v], LLaMA q_proj,v_proj)." };
+        var targets = new Option<string?>("--targets") { Description = "all-linear, all-conv (every Conv2d), re:PATTERN, or names a,b,c (c_attn[q,v]: GPT-2's q and v thirds). Default: all-linear; generation tasks query and value (GPT-2 c_attn[q,v], LLaMA q_proj,v_proj); ViT query,value; ResNet all-conv." };
         var epochs = new Option<int?>("--epochs") { Description = "Default: 3; generation tasks 5." };
         var lr = new Option<double?>("--lr") { Description = "Adapter (or backbone) learning rate. Default: quantum 2e-2, lora 1e-3 (generation tasks 2e-4; image tasks 5e-3 with alpha = rank, peft's ViT recipe), full 5e-5." };
         var headLr = new Option<double>("--head-lr") { Description = "Classifier head learning rate.", DefaultValueFactory = _ => 2e-3 };
@@ -235,7 +235,13 @@ public sealed class TrainCommand : ICliCommand
     }
 
     /// <summary>Image models: peft's ViT recipe (LoRA on query and value); other image architectures: every Linear but the head.</summary>
-    static string DefaultImageTargets(string folder) => HfCheckpoint.ReadModelType(folder) == "vit" ? "query,value" : "all-linear";
+    // ViT: query and value (the LoRA / FourierFT ViT recipes); a CNN (ResNet): every convolution.
+    static string DefaultImageTargets(string folder) => HfCheckpoint.ReadModelType(folder) switch
+    {
+        "vit" => "query,value",
+        "resnet" => Tuners.ModuleSelector.AllConvShorthand,
+        _ => Tuners.ModuleSelector.AllLinearShorthand,
+    };
 
     /// <summary>Fine-tunes an image classifier on an image task through the one trainer; saves the adapter (OUT/adapter) or the model (OUT/model).</summary>
     static ImageClassifierFineTuner TrainImages(string folder, ImageTask data, FineTuneSpec spec, TrainerOptions options, TorchSharp.torch.Device dev,
