@@ -2,8 +2,10 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using QuantumPeft.Data;
+using QuantumPeft.Data.Images;
 using QuantumPeft.Models;
 using QuantumPeft.Models.Decoder;
+using QuantumPeft.Models.Vision;
 using QuantumPeft.Tuners;
 using QuantumPeft.Stiefel;
 using QuantumPeft.Training;
@@ -14,7 +16,8 @@ using static TorchSharp.torch;
 namespace QuantumPeft.Cli.Commands;
 
 /// <summary><c>qpeft bench step</c>: training-step time of Quantum-PEFT against LoRA of the same rank, on the same batches
-/// (a BERT classifier on sentiment, or, for a causal-LM folder, the gloss task on its query and value projections).</summary>
+/// (a BERT classifier on sentiment; for a causal-LM folder, the gloss task on its query and value projections; for an image
+/// classifier folder, Fashion-MNIST images on its default targets).</summary>
 public sealed class BenchStepCommand : ICliCommand
 {
     public string? Parent => "bench";
@@ -59,12 +62,27 @@ public sealed class BenchStepCommand : ICliCommand
                 var task = WordNetGloss.Load();
                 var batches = Enumerable.Range(0, nSteps).Select(i => task.Train.Skip(i * bs).Take(bs).ToList()).ToList();
                 batchCount = batches.Count;
-                var targets = CausalLMs.ReadModelType(folder) == "gpt2" ? "c_attn[q,v]" : "q_proj,v_proj";
+                var targets = CausalLMs.DefaultTargets(folder);
                 runners = methods.ToDictionary(m => m, m =>
                 {
                     var lm = new CausalLMFineTuner(folder, Spec(m, targets), parse.GetValue(maxLength), dev);
                     var objective = new CausalLMObjective(lm, task);
                     return new Runner(i => objective.Loss(batches[i]), lm.Parameters, lm.Peft, lm.Counts().Trainable, lm.SetTraining, lm);
+                });
+            }
+            else if (ImageClassifiers.IsImageClassifier(folder))
+            {
+                // Real Fashion-MNIST images, processed to the model's size; the folder's default targets (ViT query,value; ResNet every convolution).
+                var task = MnistTasks.Load("fashion-mnist");
+                var batches = Enumerable.Range(0, nSteps).Select(i => task.Train.Skip(i * bs).Take(bs).ToList()).ToList();
+                batchCount = batches.Count;
+                var targets = ImageClassifiers.DefaultTargets(folder);
+                runners = methods.ToDictionary(m => m, m =>
+                {
+                    var tuner = new ImageClassifierFineTuner(folder, task.ClassNames.Count, Spec(m, targets), dev, log: _ => { });
+                    var objective = new ImageClassificationObjective(tuner, task);
+                    return new Runner(i => objective.Loss(batches[i]), [.. tuner.AdapterParameters, .. tuner.HeadParameters], tuner.Peft,
+                        tuner.Counts().Adapter, tuner.SetTraining, tuner);
                 });
             }
             else

@@ -92,7 +92,7 @@ public sealed class TrainCommand : ICliCommand
             {
                 Method = m, Rank = parse.GetValue(rank) ?? (generation ? 4 : 8), Layers = parse.GetValue(layers), Map = parse.GetValue(map)!,
                 Settings = ParseSettings(parse.GetValue(settings) ?? []),
-                Targets = parse.GetValue(targets) ?? (generation ? DefaultDecoderTargets(folder) : image ? DefaultImageTargets(folder) : "all-linear"), Seed = seedValue,
+                Targets = parse.GetValue(targets) ?? (generation ? CausalLMs.DefaultTargets(folder) : image ? ImageClassifiers.DefaultTargets(folder) : "all-linear"), Seed = seedValue,
                 InitScale = parse.GetValue(initScale), Alpha = parse.GetValue(alpha) ?? (generation && m == "lora" ? 32 : image && m == "lora" ? parse.GetValue(rank) ?? 8 : null),
             };
             var options = new TrainerOptions
@@ -235,13 +235,6 @@ public sealed class TrainCommand : ICliCommand
     }
 
     /// <summary>Image models: peft's ViT recipe (LoRA on query and value); other image architectures: every Linear but the head.</summary>
-    // ViT: query and value (the LoRA / FourierFT ViT recipes); a CNN (ResNet): every convolution.
-    static string DefaultImageTargets(string folder) => HfCheckpoint.ReadModelType(folder) switch
-    {
-        "vit" => "query,value",
-        "resnet" => Tuners.ModuleSelector.AllConvShorthand,
-        _ => Tuners.ModuleSelector.AllLinearShorthand,
-    };
 
     /// <summary>Fine-tunes an image classifier on an image task through the one trainer; saves the adapter (OUT/adapter) or the model (OUT/model).</summary>
     static ImageClassifierFineTuner TrainImages(string folder, ImageTask data, FineTuneSpec spec, TrainerOptions options, TorchSharp.torch.Device dev,
@@ -273,7 +266,6 @@ public sealed class TrainCommand : ICliCommand
     }
 
     /// <summary>The LoRA paper's targets: query and value (GPT-2: the q and v thirds of c_attn).</summary>
-    static string DefaultDecoderTargets(string folder) => CausalLMs.ReadModelType(folder) == "gpt2" ? "c_attn[q,v]" : "q_proj,v_proj";
 
     /// <summary>The E2E challenge's five metrics (the e2e-metrics scorer's rules) on (hypotheses, reference groups).</summary>
     static Func<IReadOnlyList<string>, IReadOnlyList<IReadOnlyList<string>>, IReadOnlyDictionary<string, double>>? GenerationScorer(GenerationTask task) =>

@@ -83,6 +83,9 @@ public sealed class CausalLMFineTuner : IDisposable
     /// <summary>Trainable parameters (adapter, or every weight for full fine-tuning).</summary>
     public IReadOnlyList<Parameter> Parameters => _adapter.Select(p => p.Parameter).ToList();
 
+    /// <summary>The adapter's scale parameters (Quantum-PEFT's lambda), for a learning rate of their own.</summary>
+    public IReadOnlyList<Parameter> ScaleParameters => Peft?.NamedScaleParameters().Select(p => p.Parameter).ToList() ?? [];
+
     /// <summary>Adapter numbers (every weight for full fine-tuning) and all numbers of the model.</summary>
     public (long Trainable, long Total) Counts() => (_adapter.Sum(p => p.Parameter.numel()), Model.Module.parameters().Sum(p => p.numel()));
 
@@ -215,6 +218,7 @@ public sealed class CausalLMObjective : ITrainingObjective<PromptCompletion>
     public bool LowerIsBetter => MainMetric is "loss" or "perplexity";
     public IReadOnlyList<Parameter> AdapterParameters => _lm.Parameters;
     public IReadOnlyList<Parameter> HeadParameters => [];
+    public IReadOnlyList<Parameter> ScaleParameters => _lm.ScaleParameters;
     public Device Device => _lm.Device;
     public void SetTraining(bool training) => _lm.SetTraining(training);
     public IReadOnlyDictionary<string, Tensor> GetTrainableState() => _lm.GetTrainableState();

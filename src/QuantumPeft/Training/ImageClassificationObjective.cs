@@ -44,6 +44,7 @@ public sealed class ImageClassificationObjective : ITrainingObjective<ImageExamp
     public bool LowerIsBetter => false;
     public IReadOnlyList<Parameter> AdapterParameters => _model.AdapterParameters;
     public IReadOnlyList<Parameter> HeadParameters => _model.HeadParameters;
+    public IReadOnlyList<Parameter> ScaleParameters => _model.ScaleParameters;
     public Device Device => _model.Device;
     public void SetTraining(bool training) => _model.SetTraining(training);
     public IReadOnlyDictionary<string, Tensor> GetTrainableState() => _model.GetTrainableState();

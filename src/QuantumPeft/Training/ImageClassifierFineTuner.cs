@@ -182,6 +182,9 @@ public sealed class ImageClassifierFineTuner : IDisposable
     /// <summary>Head parameters: the second learning-rate group.</summary>
     public IReadOnlyList<Parameter> HeadParameters => _head.Select(p => p.Parameter).ToList();
 
+    /// <summary>The adapter's scale parameters (Quantum-PEFT's lambda), for a learning rate of their own.</summary>
+    public IReadOnlyList<Parameter> ScaleParameters => Peft?.NamedScaleParameters().Select(p => p.Parameter).ToList() ?? [];
+
     /// <summary>Adapter numbers (backbone numbers for full fine-tuning), head numbers and all numbers of the model.</summary>
     public (long Adapter, long Head, long Total) Counts() =>
         (_adapter.Sum(p => p.Parameter.numel()), _head.Sum(p => p.Parameter.numel()), TrainableState.Distinct(Model.Module).Sum(p => p.Parameter.numel()));

@@ -49,6 +49,9 @@ public static class CausalLMs
     /// <summary>config.json's model_type (null when absent); throws for a missing folder or config.</summary>
     public static string? ReadModelType(string folder) => HfCheckpoint.ReadModelType(folder);
 
+    /// <summary>The layers adapted unless the user names others: the LoRA paper's query and value (GPT-2's c_attn[q,v], the LLaMA family's q_proj and v_proj).</summary>
+    public static string DefaultTargets(string folder) => ReadModelType(folder) == "gpt2" ? "c_attn[q,v]" : "q_proj,v_proj";
+
     /// <summary>True when the folder's model_type is a causal LM this library loads.</summary>
     public static bool IsCausalLM(string folder) => ReadModelType(folder) is { } t && ModelTypes.Contains(t);
 

@@ -80,6 +80,14 @@ public static class ImageClassifiers
         return arch.Load(folder, options ?? new ImageLoadOptions());
     }
 
+    /// <summary>The layers adapted unless the user names others: ViT's query and value (the LoRA / FourierFT ViT recipes), every convolution of a CNN.</summary>
+    public static string DefaultTargets(string folder) => HfCheckpoint.ReadModelType(folder) switch
+    {
+        "vit" => "query,value",
+        "resnet" => Tuners.ModuleSelector.AllConvShorthand,
+        _ => Tuners.ModuleSelector.AllLinearShorthand,
+    };
+
     /// <summary><see cref="LoadWithReport"/> without the report.</summary>
     public static IImageClassifier Load(string folder, ImageLoadOptions? options = null) => LoadWithReport(folder, options).Model;
 }
