@@ -81,7 +81,7 @@ public sealed class BenchMethodsCommand : ICliCommand
                         HeadLearningRate = entry.HeadLearningRate, Seed = seed,
                     };
                     var spec = entry.Spec with { Seed = seed, TotalSteps = options.PlannedSteps(data.Train.Count) };
-                    using var classifier = new BertTextClassifier(folder, data.NumLabels, spec, parse.GetValue(maxLength), dev);
+                    using var classifier = new TextClassifier(folder, data.NumLabels, spec, parse.GetValue(maxLength), dev);
                     var result = new Trainer(classifier, data, options).Run();
                     var run = new ComparisonRun(entry.Label, spec.Method, seed, classifier.Counts().Adapter, result.Steps, result.TrainSeconds,
                         1000 * result.TrainSeconds / Math.Max(1, result.Steps), result.BestValidationMetric, result.TestMetric, entry.LearningRate);

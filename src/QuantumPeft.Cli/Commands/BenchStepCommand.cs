@@ -92,7 +92,7 @@ public sealed class BenchStepCommand : ICliCommand
                 batchCount = batches.Count;
                 runners = methods.ToDictionary(m => m, m =>
                 {
-                    var classifier = new BertTextClassifier(folder, 2, Spec(m, "all-linear"), parse.GetValue(maxLength), dev);
+                    var classifier = new TextClassifier(folder, 2, Spec(m, "all-linear"), parse.GetValue(maxLength), dev);
                     var objective = new ClassificationObjective(classifier, new TextTask("sentiment", train, train, train, 2, ["negative", "positive"], ["accuracy"], "accuracy"));
                     return new Runner(i => objective.Loss(batches[i]), [.. classifier.AdapterParameters, .. classifier.HeadParameters], classifier.Peft,
                         classifier.Counts().Adapter, classifier.SetTraining, classifier);

@@ -4,7 +4,6 @@ using System.Text.Json;
 using QuantumPeft.Data;
 using QuantumPeft.Data.Images;
 using QuantumPeft.Models;
-using QuantumPeft.Models.Bert;
 using QuantumPeft.Models.Vision;
 using QuantumPeft.Training;
 using TorchSharp;
@@ -16,7 +15,7 @@ public sealed class EvalCommand : ICliCommand
 {
     public Command Build()
     {
-        var model = new Option<string>("--model") { Description = "minilm, a Hugging Face BERT folder or an image classifier folder (the base model, or a merged classifier folder without --adapter).", DefaultValueFactory = _ => "minilm" };
+        var model = new Option<string>("--model") { Description = "minilm, a Hugging Face BERT / RoBERTa folder or an image classifier folder (the base model, or a merged classifier folder without --adapter).", DefaultValueFactory = _ => "minilm" };
         var adapter = new Option<string?>("--adapter") { Description = "Adapter folder written by qpeft train (OUT/adapter). Without it, --model must hold a classifier head." };
         var task = new Option<string>("--task") { Description = $"Task: {string.Join(", ", TextTasks.Names)}; images: {string.Join(", ", ImageTasks.Names)}.", DefaultValueFactory = _ => "sentiment" };
         var dataDir = new Option<string?>("--data-dir") { Description = "Folder holding the GLUE task folders, or the image task's data (as for qpeft train)." };
@@ -52,16 +51,16 @@ public sealed class EvalCommand : ICliCommand
 
             // What the saved classifier is, read from file headers, so that a wrong label count fails before the model loads.
             var (numLabels, head, source) = adapterDir is not null
-                ? WithSource(BertTextClassifier.ReadAdapterHead(adapterDir), $"adapter '{adapterDir}'")
-                : WithSource(HfBertLoader.ReadClassifierHead(folder) ?? throw new ArgumentException(
+                ? WithSource(TextClassifier.ReadAdapterHead(adapterDir, folder), $"adapter '{adapterDir}'")
+                : WithSource(TextEncoders.For(folder).ReadHead(folder) ?? throw new ArgumentException(
                     $"model '{folder}' has no classifier head (its config.json has no num_labels or id2label): give the adapter with --adapter DIR, or a folder written by qpeft merge."),
                     $"model '{folder}'");
             var data = TextTasks.Load(parse.GetValue(task)!, parse.GetValue(dataDir));
             ClassifierEvaluation.EnsureLabelsMatch(numLabels, data, source);
 
             using var classifier = adapterDir is not null
-                ? BertTextClassifier.FromAdapter(folder, adapterDir, parse.GetValue(maxLength), dev)
-                : BertTextClassifier.FromClassifierFolder(folder, parse.GetValue(maxLength), dev);
+                ? TextClassifier.FromAdapter(folder, adapterDir, parse.GetValue(maxLength), dev)
+                : TextClassifier.FromClassifierFolder(folder, parse.GetValue(maxLength), dev);
             Console.WriteLine($"qpeft eval: task {data.Name}, model {folder}" + (adapterDir is null ? "" : $", adapter {adapterDir} ({classifier.Spec.Method})") +
                 $", {numLabels} label(s), {head} head, max length {parse.GetValue(maxLength)}, device {dev}");
 

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
 using QuantumPeft.Models;
-using QuantumPeft.Models.Bert;
 using QuantumPeft.Models.Decoder;
 using QuantumPeft.Models.Vision;
 using QuantumPeft.Training;
@@ -27,7 +26,7 @@ public sealed class LogitsCommand : ICliCommand
 
     public Command Build()
     {
-        var model = new Option<string>("--model") { Description = "minilm, or a Hugging Face model folder (BERT, GPT-2, LLaMA, Mistral, Qwen2).", Required = true };
+        var model = new Option<string>("--model") { Description = "minilm, or a Hugging Face model folder (BERT, RoBERTa, GPT-2, LLaMA, Mistral, Qwen2).", Required = true };
         var adapter = new Option<string?>("--adapter") { Description = "An adapter folder (peft's layout) to apply." };
         var inputs = new Option<string?>("--inputs") { Description = "JSON file: {\"input_ids\": [..] or [[..], ..], \"attention_mask\": ..., \"token_type_ids\": ...}; image models: {\"pixel_values\": [B, C, H, W]}." };
         var images = new Option<string[]>("--image") { Description = "Image models: an image file (PNG or JPEG; repeatable), run through the folder's image processor." };
@@ -81,26 +80,27 @@ public sealed class LogitsCommand : ICliCommand
     static (string Key, Tensor Values) Encoder(string folder, string? adapterDir, TokenBatch batch, Device dev)
     {
         using var _ = no_grad();
-        var config = HfBertLoader.LoadConfig(folder);
-        batch.CheckIds(config.VocabSize, $"'{folder}'");
+        var arch = TextEncoders.For(folder);
+        batch.CheckIds(arch.VocabSize(folder), $"'{folder}'");
         var (ids, mask, types) = (batch.Ids(dev), batch.Mask(dev), batch.Types(dev));
         (int NumLabels, string Head)? head = adapterDir is not null
-            ? (AdapterHasClassifier(adapterDir) ? BertTextClassifier.ReadAdapterHead(adapterDir) : null)
-            : HfBertLoader.ReadClassifierHead(folder);
+            ? (AdapterHasClassifier(adapterDir, folder) ? TextClassifier.ReadAdapterHead(adapterDir, folder) : null)
+            : arch.ReadHead(folder);
         if (head is { } h)
         {
             using var classifier = adapterDir is not null
-                ? HfBertLoader.LoadForSequenceClassification(folder, h.NumLabels, h.Head, log: m => { if (!m.StartsWith("note:", StringComparison.Ordinal)) Console.Error.WriteLine(m); }).Model
-                : HfBertLoader.LoadClassifier(folder);
+                ? arch.Load(folder, h.NumLabels, h.Head, 0, m => { if (!m.StartsWith("note:", StringComparison.Ordinal)) Console.Error.WriteLine(m); }).Model
+                : TextClassifier.LoadSavedClassifier(folder).Model;
             if (adapterDir is not null) PeftModel.Load(classifier, adapterDir);
             classifier.to(dev);
             classifier.eval();
             return ("logits", classifier.forward(ids, mask, types).cpu());
         }
-        using var bert = HfBertLoader.LoadModel(folder, dev);
-        if (adapterDir is not null) PeftModel.Load(bert, adapterDir);
-        bert.eval();
-        return ("last_hidden_state", bert.forward(ids, mask, types).cpu());
+        var load = arch.LoadEncoder ?? throw new NotSupportedException($"'{folder}' ({arch.Name}) has no classifier head, and its bare encoder is not offered: give a classifier folder or an adapter with its head.");
+        using var encoder = load(folder, dev);
+        if (adapterDir is not null) PeftModel.Load(encoder, adapterDir);
+        encoder.eval();
+        return ("last_hidden_state", encoder.forward(ids, mask, types).cpu());
     }
 
     /// <summary>{"logits": ...} of an image classifier for image files (processed) or pixel_values (as given).</summary>
@@ -166,9 +166,9 @@ public sealed class LogitsCommand : ICliCommand
         }
     }
 
-    static bool AdapterHasClassifier(string adapterDir)
+    static bool AdapterHasClassifier(string adapterDir, string folder)
     {
-        try { BertTextClassifier.ReadAdapterHead(adapterDir); return true; }
+        try { TextClassifier.ReadAdapterHead(adapterDir, folder); return true; }
         catch (InvalidDataException e) when (e.Message.Contains("classifier", StringComparison.OrdinalIgnoreCase)) { return false; }
     }
 

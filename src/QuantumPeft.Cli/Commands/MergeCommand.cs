@@ -12,12 +12,12 @@ public sealed class MergeCommand : ICliCommand
 {
     public Command Build()
     {
-        var model = new Option<string>("--model") { Description = "minilm, or the Hugging Face folder (BERT, GPT-2, LLaMA, Mistral, Qwen2, an image classifier) the adapter was trained on.", DefaultValueFactory = _ => "minilm" };
+        var model = new Option<string>("--model") { Description = "minilm, or the Hugging Face folder (BERT, RoBERTa, GPT-2, LLaMA, Mistral, Qwen2, an image classifier) the adapter was trained on.", DefaultValueFactory = _ => "minilm" };
         var adapter = new Option<string>("--adapter") { Description = "Adapter folder written by qpeft train (OUT/adapter).", Required = true };
         var outDir = new Option<string>("--out") { Description = "Folder to write (config.json, model.safetensors, tokenizer files).", Required = true };
         var force = new Option<bool>("--force") { Description = "Replace --out if it is not empty." };
 
-        var cmd = new Command("merge", "Merge an adapter (and its classifier head) into the base weights; write a plain Hugging Face folder (BertForSequenceClassification, or the causal LM's class).");
+        var cmd = new Command("merge", "Merge an adapter (and its classifier head) into the base weights; write a plain Hugging Face folder (BertForSequenceClassification, RobertaForSequenceClassification, or the causal LM's class).");
         foreach (var o in new Option[] { model, adapter, outDir, force })
             cmd.Options.Add(o);
 
@@ -54,8 +54,8 @@ public sealed class MergeCommand : ICliCommand
                 Console.WriteLine($"saved: {output} ({string.Join(", ", Directory.EnumerateFiles(output).Select(Path.GetFileName).Order(StringComparer.Ordinal))})");
                 return 0;
             }
-            var (numLabels, head) = BertTextClassifier.ReadAdapterHead(adapterDir);
-            using var classifier = BertTextClassifier.FromAdapter(folder, adapterDir);
+            var (numLabels, head) = TextClassifier.ReadAdapterHead(adapterDir, folder);
+            using var classifier = TextClassifier.FromAdapter(folder, adapterDir);
             var layers = classifier.Peft!.AdaptedLayers.Count;
             classifier.SaveMerged(output, overwrite);
             Console.WriteLine($"merged {classifier.Spec.Method} adapter {adapterDir} into {layers} layers of {folder} ({numLabels} label(s), {head} head)");

@@ -23,7 +23,7 @@ public sealed class TrainCommand : ICliCommand
 {
     public Command Build()
     {
-        var model = new Option<string>("--model") { Description = "minilm, a Hugging Face BERT folder, (generation tasks) a causal-LM folder, or (image tasks) an image classifier folder (ViT, ResNet).", DefaultValueFactory = _ => "minilm" };
+        var model = new Option<string>("--model") { Description = "minilm, a Hugging Face BERT or RoBERTa folder, (generation tasks) a causal-LM folder, or (image tasks) an image classifier folder (ViT, ResNet).", DefaultValueFactory = _ => "minilm" };
         var task = new Option<string>("--task") { Description = $"Task: {string.Join(", ", TextTasks.Names)}; generation: {string.Join(", ", GenerationTasks.Names)}; images: {string.Join(", ", ImageTasks.Names)}.", DefaultValueFactory = _ => "sentiment" };
         var dataDir = new Option<string?>("--data-dir") { Description = "Folder holding the GLUE task folders, the E2E CSV files, CIFAR-10's binary batches, IDX files (mnist, fashion-mnist: else fetched), or ROOT/<label>/*.png|jpg (images)." };
         var method = new Option<string>("--method") { Description = $"{string.Join(" | ", FineTuneSpec.Methods)} (head: classifiers only).", DefaultValueFactory = _ => "quantum" };
@@ -33,7 +33,7 @@ public sealed class TrainCommand : ICliCommand
         var map = new Option<string>("--map") { Description = "Stiefel map for U and V: pauli, taylor, matrix_exp, cayley, householder, givens.", DefaultValueFactory = _ => "pauli" };
         var initScale = new Option<double>("--init-scale") { Description = "Quantum: initial angles uniform in +-this.", DefaultValueFactory = _ => 0.02 };
         var alpha = new Option<double?>("--alpha") { Description = "Scaling numerator, s = alpha / rank. Default: 2 x rank; generation tasks with lora 32 (E2E recipe)." };
-        var targets = new Option<string?>("--targets") { Description = "all-linear, all-conv (every Conv2d), re:PATTERN, or names a,b,c (c_attn[q,v]: GPT-2's q and v thirds). Default: all-linear; generation tasks query and value (GPT-2 c_attn[q,v], LLaMA q_proj,v_proj); ViT query,value; ResNet all-conv." };
+        var targets = new Option<string?>("--targets") { Description = "all-linear, all-conv (every Conv2d), paper (encoders: the paper's six matrices, query, key, value, attention output, intermediate, output), re:PATTERN, or names a,b,c (c_attn[q,v]: GPT-2's q and v thirds). Default: all-linear; generation tasks query and value (GPT-2 c_attn[q,v], LLaMA q_proj,v_proj); ViT query,value; ResNet all-conv." };
         var epochs = new Option<int?>("--epochs") { Description = "Default: 3; generation tasks 5." };
         var lr = new Option<double?>("--lr") { Description = "Adapter (or backbone) learning rate. Default: quantum 2e-2, lora 1e-3 (generation tasks 2e-4; image tasks 5e-3 with alpha = rank, peft's ViT recipe), full 5e-5." };
         var headLr = new Option<double>("--head-lr") { Description = "Classifier head learning rate.", DefaultValueFactory = _ => 2e-3 };
@@ -158,7 +158,7 @@ public sealed class TrainCommand : ICliCommand
                 var data = TextTasks.Load(taskName, parse.GetValue(dataDir));
                 spec = spec with { TotalSteps = Steps(data.Train.Count) };
                 maxLen = parse.GetValue(maxLength) ?? 64;
-                using var classifier = new BertTextClassifier(folder, data.NumLabels, spec, maxLen, dev);
+                using var classifier = new TextClassifier(folder, data.NumLabels, spec, maxLen, dev);
                 var (adapterParams, headParams, totalParams) = classifier.Counts();
 
                 AnsiConsole.MarkupLine($"[bold]qpeft train[/]: {Markup.Escape(data.Name)} ({data.Train.Count}/{data.Validation.Count}/{data.Test.Count} train/validation/test), model {Markup.Escape(folder)}, method {m}, device {dev}");

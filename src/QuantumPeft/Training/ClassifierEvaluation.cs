@@ -52,11 +52,11 @@ public static class ClassifierEvaluation
     /// Metrics of a saved classifier on the named splits of <paramref name="task"/>, after checking that its output
     /// count matches the task's labels (<paramref name="source"/> names the saved classifier in the message).
     /// </summary>
-    public static Dictionary<string, Dictionary<string, double>> EvaluateSplits(BertTextClassifier classifier, TextTask task,
+    public static Dictionary<string, Dictionary<string, double>> EvaluateSplits(TextClassifier classifier, TextTask task,
         IEnumerable<string> splits, int batchSize = DefaultBatchSize, string? source = null)
     {
         ArgumentNullException.ThrowIfNull(classifier);
-        EnsureLabelsMatch(classifier.Model.NumLabels, task, source ?? "the classifier");
+        EnsureLabelsMatch(classifier.NumLabels, task, source ?? "the classifier");
         return splits.ToDictionary(s => s, s => Evaluate(classifier, task, Split(task, s), batchSize));
     }
 

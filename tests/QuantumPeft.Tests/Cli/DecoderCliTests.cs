@@ -69,7 +69,7 @@ public sealed class DecoderCliTests(MiniLmFixture minilm) : IDisposable
     [Fact]
     public void Logits_on_the_bundled_minilm_classifier_match_the_trainers_forward()
     {
-        using var classifier = new BertTextClassifier(minilm.Folder, 2, new FineTuneSpec { Method = "lora", Rank = 2, Seed = 5 });
+        using var classifier = new TextClassifier(minilm.Folder, 2, new FineTuneSpec { Method = "lora", Rank = 2, Seed = 5 });
         using (no_grad())   // a trained-looking adapter: nonzero B
             foreach (var p in classifier.AdapterParameters) p.add_(randn_like(p) * 0.05);
         var adapter = Path.Combine(dir, "adapter");
@@ -118,7 +118,7 @@ public sealed class DecoderCliTests(MiniLmFixture minilm) : IDisposable
     [Fact]
     public void A_merged_classifier_folder_without_vocab_txt_works_from_token_ids()
     {
-        using var classifier = new BertTextClassifier(minilm.Folder, 3, new FineTuneSpec { Method = "quantum", Rank = 2, Seed = 9 });
+        using var classifier = new TextClassifier(minilm.Folder, 3, new FineTuneSpec { Method = "quantum", Rank = 2, Seed = 9 });
         var merged = Path.Combine(dir, "merged");
         classifier.SaveMerged(merged);
         foreach (var f in new[] { "vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json" })

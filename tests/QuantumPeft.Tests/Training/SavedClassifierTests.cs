@@ -26,9 +26,9 @@ public sealed class SavedClassifierTests : IDisposable
 
     // Query and value of the first two layers (4 of 36): a forward builds every U and V, and the tests should stay fast.
     // A trained-looking adapter without training: every adapter and head number moved by a seeded amount (lambda starts at 0, so the update would be 0).
-    static BertTextClassifier RandomlyMovedQuantum(long seed = 5)
+    static TextClassifier RandomlyMovedQuantum(long seed = 5)
     {
-        var classifier = new BertTextClassifier(Folder, 2, new FineTuneSpec { Method = "quantum", Rank = 4, Seed = seed, Targets = @"re:bert\.encoder\.layer\.[01]\.attention\.self\.(query|value)" }, maxLength: 32);
+        var classifier = new TextClassifier(Folder, 2, new FineTuneSpec { Method = "quantum", Rank = 4, Seed = seed, Targets = @"re:bert\.encoder\.layer\.[01]\.attention\.self\.(query|value)" }, maxLength: 32);
         var g = new Generator((ulong)seed);
         using var _ = no_grad();
         foreach (var p in classifier.AdapterParameters.Concat(classifier.HeadParameters))
@@ -36,7 +36,7 @@ public sealed class SavedClassifierTests : IDisposable
         return classifier;
     }
 
-    static Tensor Logits(BertTextClassifier c, IReadOnlyList<TextExample> batch)
+    static Tensor Logits(TextClassifier c, IReadOnlyList<TextExample> batch)
     {
         c.SetTraining(false);
         using var _ = no_grad();
@@ -55,9 +55,9 @@ public sealed class SavedClassifierTests : IDisposable
 
         var adapterDir = Path.Combine(dir, "adapter");
         trained.SaveAdapter(adapterDir);
-        Assert.Equal((2, BertForSequenceClassification.MeanHead), BertTextClassifier.ReadAdapterHead(adapterDir));
+        Assert.Equal((2, BertForSequenceClassification.MeanHead), TextClassifier.ReadAdapterHead(adapterDir));
 
-        using var loaded = BertTextClassifier.FromAdapter(Folder, adapterDir, maxLength: 32);
+        using var loaded = TextClassifier.FromAdapter(Folder, adapterDir, maxLength: 32);
         Assert.Empty(loaded.AdapterParameters.Concat(loaded.HeadParameters));
         Assert.Equal(expected, ClassifierEvaluation.EvaluateSplits(loaded, task, ["test"], source: adapterDir)["test"]);
         var diff = (Logits(loaded, task.Test) - inMemory).abs().max().item<float>();
@@ -86,7 +86,7 @@ public sealed class SavedClassifierTests : IDisposable
         }
         Assert.Equal((2, BertForSequenceClassification.MeanHead), HfBertLoader.ReadClassifierHead(merged));
 
-        using var reloaded = BertTextClassifier.FromClassifierFolder(merged, maxLength: 32);
+        using var reloaded = TextClassifier.FromClassifierFolder(merged, maxLength: 32);
         Assert.Equal(expected, ClassifierEvaluation.Evaluate(reloaded, task, task.Test));
         var diff = (Logits(reloaded, task.Test) - before).abs().max().item<float>();
         Assert.True(diff < 1e-4f, $"merged folder's logits differ by {diff}");
@@ -117,7 +117,7 @@ public sealed class SavedClassifierTests : IDisposable
         });
         var adapterDir = Path.Combine(dir, "other");
         peft.Save(adapterDir);
-        var e = Assert.Throws<InvalidDataException>(() => BertTextClassifier.FromAdapter(Folder, adapterDir, maxLength: 32));
+        var e = Assert.Throws<InvalidDataException>(() => TextClassifier.FromAdapter(Folder, adapterDir, maxLength: 32));
         Assert.Contains("does not fit", e.Message);
         Assert.Contains("bert.encoder.layer.6.attention.self.query", e.Message);
     }
@@ -126,7 +126,7 @@ public sealed class SavedClassifierTests : IDisposable
     public void MissingAdapterAndLabelMismatchNameTheThing()
     {
         var missing = Path.Combine(dir, "nowhere");
-        var e = Assert.Throws<DirectoryNotFoundException>(() => BertTextClassifier.ReadAdapterHead(missing));
+        var e = Assert.Throws<DirectoryNotFoundException>(() => TextClassifier.ReadAdapterHead(missing));
         Assert.Contains(missing, e.Message);
         Assert.Contains("adapter_config.json", e.Message);
 
@@ -146,7 +146,7 @@ public sealed class SavedClassifierTests : IDisposable
     {
         // What qpeft train --method full (or head) writes to DIR/model: the whole classifier, no adapter.
         var task = SmallSentiment();
-        using var trained = new BertTextClassifier(Folder, 2, new FineTuneSpec { Method = "full", Seed = 3 }, maxLength: 32);
+        using var trained = new TextClassifier(Folder, 2, new FineTuneSpec { Method = "full", Seed = 3 }, maxLength: 32);
         Assert.Null(trained.Peft);
         var g = new Generator(11);
         using (no_grad())
@@ -157,15 +157,15 @@ public sealed class SavedClassifierTests : IDisposable
 
         var model = Path.Combine(dir, "model");
         trained.SaveMerged(model);
-        using var reloaded = BertTextClassifier.FromClassifierFolder(model, maxLength: 32);
+        using var reloaded = TextClassifier.FromClassifierFolder(model, maxLength: 32);
         Assert.Equal(expected, ClassifierEvaluation.Evaluate(reloaded, task, task.Test));
         var diff = (Logits(reloaded, task.Test) - before).abs().max().item<float>();
         Assert.True(diff < 1e-5f, $"saved model's logits differ by {diff}");
 
         // Given as an adapter, the folder (or the train --out folder above it) gets a pointer to the right option.
-        var asAdapter = Assert.Throws<FileNotFoundException>(() => BertTextClassifier.ReadAdapterHead(model));
+        var asAdapter = Assert.Throws<FileNotFoundException>(() => TextClassifier.ReadAdapterHead(model));
         Assert.Contains("--model", asAdapter.Message);
-        var outFolder = Assert.Throws<FileNotFoundException>(() => BertTextClassifier.ReadAdapterHead(dir));
+        var outFolder = Assert.Throws<FileNotFoundException>(() => TextClassifier.ReadAdapterHead(dir));
         Assert.Contains(model, outFolder.Message);
     }
 
@@ -186,8 +186,8 @@ public sealed class SavedClassifierTests : IDisposable
         File.WriteAllText(Path.Combine(adapter, "adapter_config.json"), "{}");
         QuantumPeft.Formats.Safetensors.SafetensorsFile.Write(Path.Combine(adapter, "adapter_model.safetensors"),
             new Dictionary<string, Tensor> { ["base_model.model.classifier.weight"] = zeros(2, 4) },
-            new Dictionary<string, string> { [BertTextClassifier.HeadMetadataKey] = "cls" });
-        var a = Assert.Throws<InvalidDataException>(() => BertTextClassifier.ReadAdapterHead(adapter));
+            new Dictionary<string, string> { [TextClassifier.HeadMetadataKey] = "cls" });
+        var a = Assert.Throws<InvalidDataException>(() => TextClassifier.ReadAdapterHead(adapter));
         Assert.Contains("adapter_model.safetensors", a.Message);
         Assert.Contains("'cls'", a.Message);
         Assert.Contains("mean, pooler", a.Message);

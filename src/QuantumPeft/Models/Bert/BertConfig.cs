@@ -18,6 +18,9 @@ public sealed record BertConfig
     /// <summary>The model_type values this encoder reads.</summary>
     public static readonly IReadOnlyList<string> SupportedModelTypes = ["bert"];
 
+    /// <summary>The model_type values of RoBERTa configs (XLM-R shares the architecture): the same encoder, with position ids offset by the padding index.</summary>
+    public static readonly IReadOnlyList<string> RobertaModelTypes = ["roberta", "xlm-roberta"];
+
     public string? ModelType { get; init; } = "bert";
     public int VocabSize { get; init; } = 30522;
     public int HiddenSize { get; init; } = 768;
@@ -43,6 +46,13 @@ public sealed record BertConfig
     [JsonIgnore]
     public int HeadSize => HiddenSize / NumAttentionHeads;
 
+    /// <summary>
+    /// RoBERTa's position ids: padding_idx + 1 + the count of non-padding tokens so far (padding keeps padding_idx), as
+    /// transformers' create_position_ids_from_input_ids; BERT's are 0, 1, 2, ... whatever the tokens.
+    /// </summary>
+    [JsonIgnore]
+    public bool PositionsFromPadding => ModelType is not null && RobertaModelTypes.Contains(ModelType);
+
     internal static readonly JsonSerializerOptions JsonOptions = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
@@ -52,15 +62,17 @@ public sealed record BertConfig
     };
 
     /// <summary>Reads and validates a config.json file.</summary>
-    public static BertConfig Load(string path)
+    /// <param name="path">The config.json file.</param>
+    /// <param name="modelTypes">The model_type values accepted (default <see cref="SupportedModelTypes"/>).</param>
+    public static BertConfig Load(string path, IReadOnlyList<string>? modelTypes = null)
     {
         if (!File.Exists(path))
             throw new FileNotFoundException($"config.json not found: expected a Hugging Face model config at '{path}'.", path);
-        return FromJson(File.ReadAllText(path), path);
+        return FromJson(File.ReadAllText(path), path, modelTypes);
     }
 
     /// <summary>Parses and validates the text of a config.json; <paramref name="source"/> names it in errors.</summary>
-    public static BertConfig FromJson(string json, string source = "config.json")
+    public static BertConfig FromJson(string json, string source = "config.json", IReadOnlyList<string>? modelTypes = null)
     {
         BertConfig? config;
         try { config = JsonSerializer.Deserialize<BertConfig>(json, JsonOptions); }
@@ -69,8 +81,8 @@ public sealed record BertConfig
         // Configs written before transformers 3 carry no model_type, only "architectures": ["BertForMaskedLM"].
         if (!json.Contains("\"model_type\"", StringComparison.Ordinal) && config.ArchitectureNames() is [var first, ..]
             && !first.StartsWith("Bert", StringComparison.Ordinal))
-            throw new NotSupportedException($"{source}: architecture '{first}' is not supported yet (supported: {string.Join(", ", SupportedModelTypes)}).");
-        config.Validate(source);
+            throw new NotSupportedException($"{source}: architecture '{first}' is not supported yet (supported: {string.Join(", ", modelTypes ?? SupportedModelTypes)}).");
+        config.Validate(source, modelTypes);
         return config;
     }
 
@@ -78,10 +90,13 @@ public sealed record BertConfig
     public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
 
     /// <summary>Throws when the encoder cannot honour this config; the message names the key and its value.</summary>
-    public void Validate(string source = "config.json")
+    /// <param name="source">Names the config in errors.</param>
+    /// <param name="modelTypes">The model_type values accepted (default <see cref="SupportedModelTypes"/>).</param>
+    public void Validate(string source = "config.json", IReadOnlyList<string>? modelTypes = null)
     {
-        if (ModelType is null || !SupportedModelTypes.Contains(ModelType))
-            throw new NotSupportedException($"{source}: architecture '{ModelType ?? "(none)"}' is not supported yet (supported: {string.Join(", ", SupportedModelTypes)}).");
+        modelTypes ??= SupportedModelTypes;
+        if (ModelType is null || !modelTypes.Contains(ModelType))
+            throw new NotSupportedException($"{source}: architecture '{ModelType ?? "(none)"}' is not supported yet (supported: {string.Join(", ", modelTypes)}).");
         if (!SupportedActivations.Contains(HiddenAct))
             throw new NotSupportedException($"{source}: hidden_act '{HiddenAct}' is not supported (supported: {string.Join(", ", SupportedActivations)}).");
         if (PositionEmbeddingType != "absolute")
@@ -101,6 +116,10 @@ public sealed record BertConfig
         if (!(LayerNormEps > 0)) throw new InvalidDataException($"{source}: layer_norm_eps must be positive, got {LayerNormEps}.");
         if (PadTokenId is { } pad && (pad < 0 || pad >= VocabSize))
             throw new InvalidDataException($"{source}: pad_token_id {pad} is outside the vocabulary (vocab_size {VocabSize}).");
+        if (PositionsFromPadding && PadTokenId is null)
+            throw new InvalidDataException($"{source}: model_type '{ModelType}' needs pad_token_id (its position ids start after the padding index).");
+        if (PositionsFromPadding && PadTokenId + 2 > MaxPositionEmbeddings)
+            throw new InvalidDataException($"{source}: max_position_embeddings {MaxPositionEmbeddings} leaves no position after the padding index {PadTokenId} (model_type '{ModelType}').");
     }
 
     /// <summary>The "architectures" list of config.json (e.g. BertForSequenceClassification), empty when absent.</summary>

@@ -11,6 +11,7 @@ namespace QuantumPeft.Models.Bert;
 // adapter injection swaps the field by reflection and re-registers it, and forward reads the field.
 
 /// <summary>Word + position + token-type embeddings, then LayerNorm and dropout.</summary>
+/// <remarks>Position ids are BERT's 0, 1, 2, ... or, for RoBERTa configs (<see cref="BertConfig.PositionsFromPadding"/>), counted over the non-padding tokens after the padding index.</remarks>
 public sealed class BertEmbeddings : nn.Module<Tensor, Tensor, Tensor>
 {
     private readonly Embedding word_embeddings;
@@ -19,6 +20,7 @@ public sealed class BertEmbeddings : nn.Module<Tensor, Tensor, Tensor>
     private readonly LayerNorm LayerNorm;
     private readonly Dropout dropout;
     private readonly int maxPositions;
+    private readonly long? positionPadding;
 
     public BertEmbeddings(BertConfig config) : base(nameof(BertEmbeddings))
     {
@@ -28,6 +30,7 @@ public sealed class BertEmbeddings : nn.Module<Tensor, Tensor, Tensor>
         LayerNorm = nn.LayerNorm(config.HiddenSize, eps: config.LayerNormEps);
         dropout = nn.Dropout(config.HiddenDropoutProb);
         maxPositions = config.MaxPositionEmbeddings;
+        positionPadding = config.PositionsFromPadding ? config.PadTokenId : null;
         RegisterComponents();
     }
 
@@ -35,11 +38,22 @@ public sealed class BertEmbeddings : nn.Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor inputIds, Tensor tokenTypeIds)
     {
         var length = inputIds.shape[1];
-        if (length > maxPositions)
-            throw new ArgumentException($"sequence length {length} exceeds max_position_embeddings {maxPositions}.", nameof(inputIds));
-        using var positions = arange(length, dtype: ScalarType.Int64, device: inputIds.device);
+        // RoBERTa's positions run from padding_idx + 1, so a sequence gets padding_idx + 1 fewer of them.
+        long reserved = positionPadding is { } p ? p + 1 : 0;
+        if (length + reserved > maxPositions)
+            throw new ArgumentException($"sequence length {length} exceeds max_position_embeddings {maxPositions}" +
+                (reserved > 0 ? $" less the {reserved} positions up to the padding index ({maxPositions - reserved} tokens at most)." : "."), nameof(inputIds));
+        using var positions = positionPadding is { } pad ? PositionsAfterPadding(inputIds, pad) : arange(length, dtype: ScalarType.Int64, device: inputIds.device);
         var x = word_embeddings.call(inputIds) + token_type_embeddings.call(tokenTypeIds) + position_embeddings.call(positions);
         return dropout.call(LayerNorm.call(x));
+    }
+
+    // transformers' create_position_ids_from_input_ids: pad + cumulative count of non-pad tokens, pad itself at padding.
+    static Tensor PositionsAfterPadding(Tensor inputIds, long pad)
+    {
+        using var scope = NewDisposeScope();
+        var real = inputIds.ne(pad).to(ScalarType.Int64);
+        return (real.cumsum(1) * real + pad).MoveToOuterDisposeScope();
     }
 }
 
@@ -205,7 +219,7 @@ public sealed class BertModel : nn.Module<Tensor, Tensor?, Tensor?, Tensor>
     /// <summary>Builds a model with Hugging Face's initialisation (normal(0, initializer_range), zero biases) from <paramref name="seed"/>.</summary>
     public BertModel(BertConfig config, bool addPoolingLayer = true, long seed = 0) : base(nameof(BertModel))
     {
-        config.Validate("config");
+        config.Validate("config", [.. BertConfig.SupportedModelTypes, .. BertConfig.RobertaModelTypes]);
         Config = config;
         embeddings = new BertEmbeddings(config);
         encoder = new BertEncoder(config);

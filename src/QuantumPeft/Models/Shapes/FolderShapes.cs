@@ -52,7 +52,7 @@ public static class FolderShapes
                 return new(id, folder, layers, h, shapes, all ? "all-linear" : "query+value",
                     all ? "Every projection of a block; lm_head excluded." : $"q_proj and v_proj ({kv} key/value heads of {headDim}).");
             }
-            case "bert":
+            case "bert" or "roberta" or "xlm-roberta":
             {
                 int h = Get("hidden_size", 768), inter = Get("intermediate_size", 3072), layers = Get("num_hidden_layers", 12);
                 List<LinearShape> shapes = all

@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace QuantumPeft.Tests.Training;
 
 /// <summary>The bundled MiniLM with adapters, as <c>qpeft train</c> builds it, on real sentiment sentences.</summary>
-public class BertTextClassifierTests
+public class TextClassifierTests
 {
     static readonly string Folder = ModelResolver.Resolve("minilm");
 
@@ -19,8 +19,8 @@ public class BertTextClassifierTests
     public void AdaptedModelEqualsHeadOnlyModelBeforeTraining(string method)
     {
         var batch = Slice(4);
-        using var adapted = new BertTextClassifier(Folder, 2, new FineTuneSpec { Method = method, Seed = 3 }, maxLength: 32);
-        using var headOnly = new BertTextClassifier(Folder, 2, new FineTuneSpec { Method = "head", Seed = 3 }, maxLength: 32);
+        using var adapted = new TextClassifier(Folder, 2, new FineTuneSpec { Method = method, Seed = 3 }, maxLength: 32);
+        using var headOnly = new TextClassifier(Folder, 2, new FineTuneSpec { Method = "head", Seed = 3 }, maxLength: 32);
         adapted.SetTraining(false);
         headOnly.SetTraining(false);
         using var _ = no_grad();
@@ -31,7 +31,7 @@ public class BertTextClassifierTests
     [Fact]
     public void QuantumMethodTrainsFewNumbersAndTheyMove()
     {
-        using var model = new BertTextClassifier(Folder, 2, new FineTuneSpec { Method = "quantum", Rank = 4, Layers = 1 }, maxLength: 32);
+        using var model = new TextClassifier(Folder, 2, new FineTuneSpec { Method = "quantum", Rank = 4, Layers = 1 }, maxLength: 32);
         var (adapter, head, total) = model.Counts();
         // 36 linear layers of MiniLM, each (angles of U) + (angles of V) + K: at most 60 numbers per layer.
         Assert.InRange(adapter, 36 * 40, 36 * 60);
@@ -60,8 +60,8 @@ public class BertTextClassifierTests
     {
         var batch = Slice(4);
         var spec = new FineTuneSpec { Method = method, Rank = 4, Seed = 3, TotalSteps = 3 };
-        using var model = new BertTextClassifier(Folder, 2, spec, maxLength: 32);
-        using var headOnly = new BertTextClassifier(Folder, 2, new FineTuneSpec { Method = "head", Seed = 3 }, maxLength: 32);
+        using var model = new TextClassifier(Folder, 2, spec, maxLength: 32);
+        using var headOnly = new TextClassifier(Folder, 2, new FineTuneSpec { Method = "head", Seed = 3 }, maxLength: 32);
         model.SetTraining(false);
         headOnly.SetTraining(false);
         // peft's FourierFT starts from a random spectrum (init_weights false by default); the others start at the base model.
@@ -83,7 +83,7 @@ public class BertTextClassifierTests
         try
         {
             model.SaveAdapter(dir);
-            using var reloaded = BertTextClassifier.FromAdapter(Folder, dir, maxLength: 32);
+            using var reloaded = TextClassifier.FromAdapter(Folder, dir, maxLength: 32);
             Assert.Equal(method, reloaded.Spec.Method);
             using (no_grad()) Assert.True((reloaded.Forward(batch) - trained).abs().max().item<float>() < 1e-4f, $"{method}: the reloaded adapter predicts differently");
         }
@@ -106,7 +106,7 @@ public class BertTextClassifierTests
     [Fact]
     public void UnknownMethodIsAClearError()
     {
-        var e = Assert.Throws<ArgumentException>(() => new BertTextClassifier(Folder, 2, new FineTuneSpec { Method = "prefix" }));
+        var e = Assert.Throws<ArgumentException>(() => new TextClassifier(Folder, 2, new FineTuneSpec { Method = "prefix" }));
         Assert.Contains("prefix", e.Message);
         Assert.Contains("quantum", e.Message);
     }
