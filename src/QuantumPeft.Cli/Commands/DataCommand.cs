@@ -65,6 +65,27 @@ public sealed class DataCommand : ICliCommand
             return 0;
         });
         cmd.Subcommands.Add(show);
+        cmd.Subcommands.Add(GlueSampleCommand());
+        return cmd;
+    }
+
+    // qpeft data glue-sample --out DIR: GLUE-format files from the real offline data, for end-to-end runs of scripts/glue.sh.
+    static Command GlueSampleCommand()
+    {
+        var outDir = new Option<string>("--out") { Description = "Folder to write the eight task folders into (CoLA/, SST-2/, ..., RTE/).", Required = true };
+        var train = new Option<int>("--train") { Description = "train.tsv rows per task.", DefaultValueFactory = _ => 64 };
+        var dev = new Option<int>("--dev") { Description = "dev rows per task (MNLI: each of dev_matched.tsv and dev_mismatched.tsv).", DefaultValueFactory = _ => 32 };
+        var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 13 };
+        var cmd = new Command("glue-sample", "Write small GLUE-format TSV files made from the sentiment and spam data (labels derived from them; not GLUE).");
+        foreach (var o in new Option[] { outDir, train, dev, seed }) cmd.Options.Add(o);
+        cmd.SetAction(parse =>
+        {
+            var dir = Path.GetFullPath(parse.GetValue(outDir)!);
+            foreach (var (task, (t, d)) in GlueSample.Write(dir, parse.GetValue(train), parse.GetValue(dev), parse.GetValue(seed)))
+                Console.WriteLine($"{task}: {t} train, {d} dev rows");
+            Console.WriteLine($"wrote {dir}");
+            return 0;
+        });
         return cmd;
     }
 

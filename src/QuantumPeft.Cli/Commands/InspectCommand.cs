@@ -30,7 +30,7 @@ public sealed class InspectCommand : ICliCommand
             Console.WriteLine($"adapter: {folder}");
             Console.WriteLine($"peft_type: {config.PeftType}");
             Console.WriteLine($"base_model_name_or_path: {config.BaseModelNameOrPath ?? "(none)"}");
-            foreach (var (k, v) in header.Metadata.Where(kv => kv.Key == "format")) Console.WriteLine($"metadata {k}: {v}");
+            foreach (var (k, v) in header.Metadata.Where(kv => kv.Key is "format" or Training.TextClassifier.HeadMetadataKey)) Console.WriteLine($"metadata {k}: {v}");
             Console.WriteLine();
             Console.WriteLine("| tensor | dtype | shape | numbers |");
             Console.WriteLine("|---|---|---|---:|");

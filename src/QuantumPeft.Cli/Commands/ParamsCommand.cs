@@ -9,8 +9,8 @@ public sealed class ParamsCommand : ICliCommand
     public Command Build()
     {
         var paper = new Option<bool>("--paper") { Description = "Tables for DeBERTaV3-base, GPT-2 Medium, ViT-B/16 and Mistral-7B (shapes only, no weights)." };
-        var model = new Option<string?>("--model") { Description = "A model folder (minilm, or BERT, GPT-2, LLaMA, Mistral, Qwen2): the same table from its config.json (no weights read)." };
-        var targets = new Option<string>("--targets") { Description = "With --model: paper (query and value) or all-linear.", DefaultValueFactory = _ => "paper" };
+        var model = new Option<string?>("--model") { Description = "A model folder (minilm, or BERT, RoBERTa, GPT-2, LLaMA, Mistral, Qwen2): the same table from its config.json (no weights read)." };
+        var targets = new Option<string>("--targets") { Description = "With --model: paper (encoders: the six matrices of the paper's DeBERTaV3 runs, as train --targets paper; decoders: query and value) or all-linear.", DefaultValueFactory = _ => "paper" };
         var output = new Option<string>("--out") { Description = "Output folder for params.csv and params.md.", DefaultValueFactory = _ => "out/params" };
         var cmd = new Command("params", "Count trainable parameters of LoRA and Quantum-PEFT on the paper's models, or on one model folder.");
         cmd.Options.Add(paper);

@@ -263,7 +263,12 @@ public sealed class TextClassifier : ITrainableClassifier, IDisposable
     public Tensor Forward(IReadOnlyList<TextExample> batch)
     {
         var texts = batch.Select(e => e.Text).ToList();
-        var pairs = batch.Any(e => e.TextPair is not null) ? batch.Select(e => e.TextPair ?? "").ToList() : null;
+        int withPair = batch.Count(e => e.TextPair is not null);
+        // A pair task's model reads both texts in every row; a row without its second text would be classified on half its input.
+        if (withPair != 0 && withPair != batch.Count)
+            throw new ArgumentException($"the batch mixes sentence pairs and single sentences ({withPair} of {batch.Count} rows have a second text): " +
+                "a pair task (MRPC, STS-B, QQP, MNLI, QNLI, RTE) needs both texts in every example.", nameof(batch));
+        var pairs = withPair > 0 ? batch.Select(e => e.TextPair!).ToList() : null;
         using var encoded = _encode(texts, pairs, _maxLength, Device);
         return Model.forward(encoded.InputIds, encoded.AttentionMask, encoded.TokenTypeIds);
     }

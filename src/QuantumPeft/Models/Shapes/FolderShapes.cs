@@ -6,12 +6,13 @@ namespace QuantumPeft.Models.Shapes;
 /// <summary>The adaptable matrices of any model folder this library loads, computed from its config.json alone (no weights are read).</summary>
 public static class FolderShapes
 {
-    /// <summary>The target sets: the paper's (query and value) or every linear layer of a block.</summary>
+    /// <summary>The target sets: the paper's (encoders: the six matrices of every layer; decoders: query and value) or every linear layer of a block.</summary>
     public static readonly IReadOnlyList<string> TargetSets = ["paper", "all-linear"];
 
     /// <summary>
     /// The shapes of one block of the folder's model, repeated in every layer. <paramref name="targets"/> "paper" takes query and
-    /// value (GPT-2: the q and v thirds of c_attn, as the LoRA paper; LLaMA family: q_proj and v_proj); "all-linear" every
+    /// value (GPT-2: the q and v thirds of c_attn, as the LoRA paper; LLaMA family: q_proj and v_proj), for encoders (BERT, RoBERTa)
+    /// the six matrices of the paper's DeBERTaV3 experiment (query, key, value, attention output, intermediate, output); "all-linear" every
     /// projection of a block (the LM or classifier head excluded).
     /// </summary>
     /// <exception cref="NotSupportedException">The model_type is not one this library loads.</exception>
@@ -54,12 +55,13 @@ public static class FolderShapes
             }
             case "bert" or "roberta" or "xlm-roberta":
             {
+                // Encoders: "paper" is the paper's encoder set (DeBERTaV3, as AdaLoRA): all six matrices, the same as --targets paper trains.
                 int h = Get("hidden_size", 768), inter = Get("intermediate_size", 3072), layers = Get("num_hidden_layers", 12);
-                List<LinearShape> shapes = all
-                    ? [new("attention.self.query", h, h), new("attention.self.key", h, h), new("attention.self.value", h, h),
-                       new("attention.output.dense", h, h), new("intermediate.dense", h, inter), new("output.dense", inter, h)]
-                    : [new("attention.self.query", h, h), new("attention.self.value", h, h)];
-                return new(id, folder, layers, h, shapes, all ? "all-linear" : "query+value", all ? "Every linear layer of a block; the pooler and head excluded." : "Query and value of every layer.");
+                List<LinearShape> shapes =
+                    [new("attention.self.query", h, h), new("attention.self.key", h, h), new("attention.self.value", h, h),
+                     new("attention.output.dense", h, h), new("intermediate.dense", h, inter), new("output.dense", inter, h)];
+                return new(id, folder, layers, h, shapes, all ? "all-linear" : "query+key+value+attention_output+intermediate+output",
+                    all ? "Every linear layer of a block; the pooler and head excluded." : "All six matrices of every layer, as AdaLoRA (and the paper's LoRA baseline).");
             }
             case "vit":
             {

@@ -156,6 +156,11 @@ public sealed class RobertaTests : IDisposable
         // LoRA r = 2 on the six matrices: 2 (in + out) per matrix.
         long perLayer = 4 * 2 * (16 + 16) + 2 * (16 + 24) + 2 * (24 + 16);
         Assert.Equal(perLayer * TinyRoberta.Layers, paper.Counts().Adapter);
+
+        // One meaning of "paper": params --model DIR --targets paper counts the same matrices from config.json alone.
+        using var paper4 = new TextClassifier(folder, 3, new FineTuneSpec { Method = "lora", Rank = 4, Targets = "paper" }, maxLength: 16);
+        var row = QuantumPeft.Tuners.ParameterTable.Rows(QuantumPeft.Models.Shapes.FolderShapes.FromFolder(folder, "paper")).Single(r => r.Method == "lora" && r.Rank == 4);
+        Assert.Equal(row.TrainableParams, paper4.Counts().Adapter);
     }
 
     [Fact]
