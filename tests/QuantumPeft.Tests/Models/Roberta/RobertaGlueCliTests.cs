@@ -120,6 +120,12 @@ public sealed class RobertaGlueCliTests(GlueSampleFixture sample) : IClassFixtur
             var alone = classifier.Model.forward(tensor(ids[r]).unsqueeze(0), null, null);
             for (int j = 0; j < 2; j++) Assert.Equal(alone[0, j].item<float>(), rows[r][j], 4);
         }
+
+        // A base RoBERTa folder without an adapter has no head: its last hidden state, [2, T, H].
+        (code, text) = Run(new LogitsCommand(), "logits", "--model", sample.Model, "--inputs", inputs, "--json");
+        Assert.Equal(0, code);
+        var hidden = JsonDocument.Parse(text).RootElement.GetProperty("last_hidden_state");
+        Assert.Equal((2, 5, TinyRoberta.Hidden), (hidden.GetArrayLength(), hidden[0].GetArrayLength(), hidden[0][0].GetArrayLength()));
     }
 
     [Fact]

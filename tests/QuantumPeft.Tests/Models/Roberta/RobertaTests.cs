@@ -170,21 +170,20 @@ public sealed class RobertaTests : IDisposable
         using var labels = tensor(batch.Select(b => (long)b.Label).ToArray());
         using var classifier = new TextClassifier(folder, 3, new FineTuneSpec { Method = "lora", Rank = 4, Seed = 4 }, maxLength: 32);
         var parameters = classifier.AdapterParameters.Concat(classifier.HeadParameters).ToList();
-        using var optimizer = optim.AdamW(parameters, lr: 0.05);
+        using var optimizer = optim.AdamW(parameters, lr: 0.01);
         classifier.SetTraining(false);
         float Loss() { using var _ = no_grad(); return nn.functional.cross_entropy(classifier.Forward(batch), labels).item<float>(); }
         var before = Loss();
-        classifier.SetTraining(true);
-        for (int step = 0; step < 10; step++)
+        // Dropout stays off, so the steps (and the test) do not depend on the global random stream other tests share.
+        for (int step = 0; step < 15; step++)
         {
             using var scope = NewDisposeScope();
             optimizer.zero_grad();
             nn.functional.cross_entropy(classifier.Forward(batch), labels).backward();
             optimizer.step();
         }
-        classifier.SetTraining(false);
         var after = Loss();
-        Assert.True(after < before - 0.02, $"loss {before} -> {after}");
+        Assert.True(after < 0.7 * before, $"loss {before} -> {after}");
 
         using var ___ = no_grad();
         var trained = classifier.Forward(batch).clone();
