@@ -1,5 +1,6 @@
 using QuantumPeft.Formats.HuggingFace;
 using QuantumPeft.Models.Bert;
+using QuantumPeft.Models.DebertaV2;
 using QuantumPeft.Models.Roberta;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -91,14 +92,19 @@ public static class TextEncoders
         folder => HfRobertaLoader.LoadConfig(folder).VocabSize,
         (folder, device) => HfRobertaLoader.LoadModelWithReport(folder, device).Model);
 
-    // One line per architecture folder. DeBERTa-v2 / v3 (Models/DebertaV2) plugs in as:
-    // TextEncoderArchitecture.OneHead<DebertaV2ForSequenceClassification>("DeBERTa-v2", ["deberta-v2"], "classifier",
-    //     folder => DebertaV2TextEncoder.FromFolder(folder).Encode,
-    //     (folder, labels, seed, log) => HfDebertaV2Loader.LoadForSequenceClassification(folder, labels, seed, log),
-    //     (folder, model, copyFrom) => HfDebertaV2Loader.Save(folder, model, copyFrom),
-    //     "query_proj,key_proj,value_proj,attention.output.dense,intermediate.dense,output.dense", ["pooler", "classifier"], "classifier",
-    //     "key_proj,value_proj,output.dense", ["output.dense"], folder => TextEncoders.ReadVocabSize(folder)),
-    static readonly List<TextEncoderArchitecture> architectures = [Bert, Roberta];
+    /// <summary>DeBERTa-v2 / v3: one head, ContextPooler + classifier (modules_to_save pooler and classifier).</summary>
+    public static TextEncoderArchitecture DebertaV2 { get; } = TextEncoderArchitecture.OneHead<DebertaV2ForSequenceClassification>("DeBERTa-v2",
+        [DebertaV2Config.DebertaV2ModelType], "classifier",
+        folder => DebertaV2TextEncoder.FromFolder(folder).Encode,
+        (folder, labels, seed, log) => HfDebertaV2Loader.LoadForSequenceClassification(folder, labels, seed, log),
+        (folder, model, copyFrom) => HfDebertaV2Loader.Save(folder, model, copyFrom),
+        string.Join(",", DebertaV2ForSequenceClassification.PaperTargetModules), DebertaV2ForSequenceClassification.HeadModules, "classifier",
+        "key_proj,value_proj,output.dense", ["output.dense"],
+        folder => HfDebertaV2Loader.LoadConfig(folder).VocabSize,
+        (folder, device) => HfDebertaV2Loader.LoadModel(folder, device));
+
+    // One line per architecture folder.
+    static readonly List<TextEncoderArchitecture> architectures = [Bert, Roberta, DebertaV2];
 
     /// <summary>Every model_type a text classifier folder may have.</summary>
     public static IReadOnlyList<string> ModelTypes => architectures.SelectMany(a => a.ModelTypes).ToList();

@@ -225,3 +225,34 @@ public sealed class RobertaTests : IDisposable
         Assert.Equal(HfRobertaLoader.DefaultPadTokenId, HfRobertaLoader.LoadConfig(folder).PadTokenId);
     }
 }
+
+/// <summary>The DeBERTa-v2 line of the registry: a DeBERTa folder is picked by its model_type and gets the paper's six matrices.</summary>
+public sealed class DebertaV2RegistryTests : IDisposable
+{
+    readonly string dir = Directory.CreateTempSubdirectory("qpeft-deberta-registry-").FullName;
+
+    public void Dispose() => Directory.Delete(dir, recursive: true);
+
+    [Fact]
+    public void ADebertaFolderIsPickedByModelTypeAndTakesThePapersSixMatrices()
+    {
+        var json = QuantumPeft.Tests.Models.DebertaV2.TinyDeberta.ConfigJson();
+        var folder = Path.Combine(dir, "deberta");
+        using (var source = new QuantumPeft.Models.DebertaV2.DebertaV2ForSequenceClassification(QuantumPeft.Tests.Models.DebertaV2.TinyDeberta.Config(json), 3))
+            QuantumPeft.Tests.Models.DebertaV2.TinyDeberta.WriteFolder(folder, json, source.state_dict());
+        var arch = TextEncoders.For(folder);
+        Assert.Same(TextEncoders.DebertaV2, arch);
+        Assert.Equal((3, "classifier"), arch.ReadHead(folder));
+        var (model, report) = arch.Load(folder, 3, arch.DefaultHead, 0, _ => { });
+        using var _m = model;
+        Assert.Empty(report.Missing);
+        var config = new FineTuneSpec { Method = "lora", Rank = 2, Targets = arch.PaperTargets }.AdapterConfig(folder, "SEQ_CLS", arch.HeadModules);
+        var peft = QuantumPeft.Tuners.PeftModel.Inject(model, config);
+        int layers = json["num_hidden_layers"]!.GetValue<int>();
+        var adapted = peft.AdaptedLayers.Select(l => l.Path).ToList();
+        Assert.Equal(6 * layers, adapted.Count);
+        foreach (var name in new[] { "attention.self.query_proj", "attention.self.key_proj", "attention.self.value_proj", "attention.output.dense", "intermediate.dense", "output.dense" })
+            Assert.Equal(layers, adapted.Count(p => p.EndsWith(name, StringComparison.Ordinal) && (name != "output.dense" || !p.Contains("attention"))));
+        Assert.DoesNotContain(adapted, p => p.StartsWith("pooler", StringComparison.Ordinal) || p.StartsWith("classifier", StringComparison.Ordinal));
+    }
+}
