@@ -130,7 +130,13 @@ public sealed record FineTuneSpec
         var o = System.Text.Json.Nodes.JsonNode.Parse(config.ToJson())!.AsObject();
         foreach (var (key, value) in Settings)
         {
-            if (!o.ContainsKey(key)) throw new ArgumentException($"--set {key}: {config.PeftType} has no such field (its fields: {string.Join(", ", o.Select(p => p.Key))}).");
+            // Quantum-PEFT's circuit options (init, gate_order, local_qubits, ...) live under stiefel_u / stiefel_v: set both, or one with stiefel_v.KEY.
+            if (config is QuantumPeftConfig && QuantumPeftConfig.SetMapOption(o, key, SettingValue(value))) continue;
+            if (!o.ContainsKey(key))
+            {
+                var mapKeys = config is QuantumPeftConfig ? $"; map options for both sides (or stiefel_u.KEY / stiefel_v.KEY): {string.Join(", ", QuantumPeftConfig.MapOptionKeys)}" : "";
+                throw new ArgumentException($"--set {key}: {config.PeftType} has no such field (its fields: {string.Join(", ", o.Select(p => p.Key))}{mapKeys}).");
+            }
             o[key] = SettingValue(value);
         }
         var result = PeftConfig.FromJson(o.ToJsonString(), [], $"--method {Method}");

@@ -104,6 +104,27 @@ public class TextClassifierTests
     }
 
     [Fact]
+    public void SettingsReachQuantumPeftsCircuitOptionsOnBothOrOneSide()
+    {
+        var spec = new FineTuneSpec
+        {
+            Method = "quantum",
+            Settings = new Dictionary<string, string> { ["init"] = "period", ["gate_order"] = "s2d", ["stiefel_v.local_qubits"] = "2" },
+        };
+        var config = (QuantumPeft.Tuners.Quantum.QuantumPeftConfig)spec.AdapterConfig("m", "SEQ_CLS", null);
+        Assert.Equal(("period", "s2d", 1), (config.StiefelU.Init, config.StiefelU.GateOrder, config.StiefelU.LocalQubits));
+        Assert.Equal(("period", "s2d", 2), (config.StiefelV.Init, config.StiefelV.GateOrder, config.StiefelV.LocalQubits));
+        var wrong = spec with { Settings = new Dictionary<string, string> { ["gate_order"] = "zigzag" } };
+        Assert.Contains("zigzag", Assert.ThrowsAny<Exception>(() => wrong.AdapterConfig("m", "SEQ_CLS", null)).Message);
+        var unknown = spec with { Settings = new Dictionary<string, string> { ["inits"] = "period" } };
+        Assert.Contains("map options for both sides", Assert.Throws<ArgumentException>(() => unknown.AdapterConfig("m", "SEQ_CLS", null)).Message);
+        // The comparison grid takes them the same way.
+        var entry = GridEntry.Parse("quantum:init=period:local_qubits=2");
+        var fromGrid = (QuantumPeft.Tuners.Quantum.QuantumPeftConfig)entry.Spec.AdapterConfig("m", "SEQ_CLS", null);
+        Assert.Equal(("period", 2, 2), (fromGrid.StiefelU.Init, fromGrid.StiefelU.LocalQubits, fromGrid.StiefelV.LocalQubits));
+    }
+
+    [Fact]
     public void UnknownMethodIsAClearError()
     {
         var e = Assert.Throws<ArgumentException>(() => new TextClassifier(Folder, 2, new FineTuneSpec { Method = "prefix" }));

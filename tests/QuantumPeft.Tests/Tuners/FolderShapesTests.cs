@@ -34,6 +34,27 @@ public sealed class FolderShapesTests : IDisposable
     }
 
     [Fact]
+    public void A_real_shaped_deberta_v3_base_config_gives_the_papers_table_and_the_hand_count()
+    {
+        // microsoft/deberta-v3-base's config.json (the keys that matter here, as save_pretrained writes them).
+        var folder = Config("deberta-v3-base", """
+            {"model_type": "deberta-v2", "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+             "relative_attention": true, "position_buckets": 256, "norm_rel_ebd": "layer_norm", "share_att_key": true,
+             "pos_att_type": ["p2c", "c2p"], "max_relative_positions": -1, "position_biased_input": false, "vocab_size": 128100}
+            """);
+        var mine = ParameterTable.Rows(FolderShapes.FromFolder(folder));
+        var theirs = ParameterTable.Rows(PaperModels.DebertaV3Base);
+        Assert.Equal(theirs.Select(r => (r.Method, r.Rank, r.Layers, r.TrainableParams)), mine.Select(r => (r.Method, r.Rank, r.Layers, r.TrainableParams)));
+        // LoRA r = 8 on the six matrices of 12 layers, by hand: 12 x 8 x (4 x (768 + 768) + 2 x (768 + 3072)) = 1,327,104.
+        var shape = FolderShapes.FromFolder(folder);
+        Assert.Equal(1_327_104, shape.Layers * shape.Targets.Sum(m => LoraBranch.CountParameters(m.InFeatures, m.OutFeatures, 8)));
+        // DeBERTa-v2 (own position projections) adds pos_key_proj and pos_query_proj to all-linear only.
+        var v2 = Config("deberta-v2-xlarge", """{"model_type": "deberta-v2", "hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 256, "share_att_key": false, "pos_att_type": "p2c|c2p"}""");
+        Assert.Equal(8, FolderShapes.FromFolder(v2, "all-linear").Targets.Count);
+        Assert.Equal(6, FolderShapes.FromFolder(v2).Targets.Count);
+    }
+
+    [Fact]
     public void All_linear_counts_equal_the_injected_models_report()
     {
         using var model = TinyGpt2.Model();

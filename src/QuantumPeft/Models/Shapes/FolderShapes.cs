@@ -11,7 +11,7 @@ public static class FolderShapes
 
     /// <summary>
     /// The shapes of one block of the folder's model, repeated in every layer. <paramref name="targets"/> "paper" takes query and
-    /// value (GPT-2: the q and v thirds of c_attn, as the LoRA paper; LLaMA family: q_proj and v_proj), for encoders (BERT, RoBERTa)
+    /// value (GPT-2: the q and v thirds of c_attn, as the LoRA paper; LLaMA family: q_proj and v_proj), for encoders (BERT, RoBERTa, DeBERTa-v2)
     /// the six matrices of the paper's DeBERTaV3 experiment (query, key, value, attention output, intermediate, output); "all-linear" every
     /// projection of a block (the LM or classifier head excluded).
     /// </summary>
@@ -63,6 +63,23 @@ public static class FolderShapes
                 return new(id, folder, layers, h, shapes, all ? "all-linear" : "query+key+value+attention_output+intermediate+output",
                     all ? "Every linear layer of a block; the pooler and head excluded." : "All six matrices of every layer, as AdaLoRA (and the paper's LoRA baseline).");
             }
+            case "deberta-v2":
+            {
+                // DeBERTa-v2 / v3 (transformers' DebertaV2Config defaults); "paper" is AdaLoRA's six matrices, as for the other encoders.
+                // all-linear adds the position projections of layers that do not share the content keys (share_att_key false, v2).
+                int h = Get("hidden_size", 1536), inter = Get("intermediate_size", 6144), layers = Get("num_hidden_layers", 24);
+                List<LinearShape> shapes =
+                    [new("attention.self.query_proj", h, h), new("attention.self.key_proj", h, h), new("attention.self.value_proj", h, h),
+                     new("attention.output.dense", h, h), new("intermediate.dense", h, inter), new("output.dense", inter, h)];
+                bool shared = c.TryGetProperty("share_att_key", out var sk) && sk.ValueKind == JsonValueKind.True;
+                var posTypes = !c.TryGetProperty("pos_att_type", out var pt) ? []
+                    : pt.ValueKind == JsonValueKind.Array ? pt.EnumerateArray().Select(x => x.GetString() ?? "").ToList()
+                    : pt.ValueKind == JsonValueKind.String ? pt.GetString()!.ToLowerInvariant().Split('|').ToList() : [];
+                if (all && !shared && posTypes.Contains("c2p")) shapes.Add(new("attention.self.pos_key_proj", h, h));
+                if (all && !shared && posTypes.Contains("p2c")) shapes.Add(new("attention.self.pos_query_proj", h, h));
+                return new(id, folder, layers, h, shapes, all ? "all-linear" : "query+key+value+attention_output+intermediate+output",
+                    all ? "The six linear layers of every block; the pooler and classifier excluded." : "All six matrices of every layer, as AdaLoRA (and the paper's LoRA baseline).");
+            }
             case "vit":
             {
                 // transformers' ViTConfig defaults (ViT-B/16); the patch projection is a Conv2d, not a linear layer.
@@ -75,7 +92,7 @@ public static class FolderShapes
                     all ? "Every linear layer of a block; the patch projection (Conv2d), pooler and classifier excluded." : "Query and value of every layer.");
             }
             default:
-                throw new NotSupportedException($"{path}: model_type '{type ?? "(none)"}' is not one this library loads (bert, gpt2, llama, mistral, qwen2, vit).");
+                throw new NotSupportedException($"{path}: model_type '{type ?? "(none)"}' is not one this library loads (bert, roberta, xlm-roberta, deberta-v2, gpt2, llama, mistral, qwen2, vit).");
         }
     }
 }
