@@ -84,7 +84,7 @@ public sealed class LogitsCommand : ICliCommand
         batch.CheckIds(arch.VocabSize(folder), $"'{folder}'");
         var (ids, mask, types) = (batch.Ids(dev), batch.Mask(dev), batch.Types(dev));
         (int NumLabels, string Head)? head = adapterDir is not null
-            ? (AdapterHasClassifier(adapterDir, folder) ? TextClassifier.ReadAdapterHead(adapterDir, folder) : null)
+            ? (TextClassifier.AdapterHasHead(adapterDir, folder) ? TextClassifier.ReadAdapterHead(adapterDir, folder) : null)
             : arch.ReadHead(folder);
         if (head is { } h)
         {
@@ -164,12 +164,6 @@ public sealed class LogitsCommand : ICliCommand
                 throw new InvalidDataException($"{full}: pixel_values has {shape[1]} channel(s); the model takes {channels}.");
             return (tensor(values.ToArray(), shape.ToArray(), dtype: ScalarType.Float32), single);
         }
-    }
-
-    static bool AdapterHasClassifier(string adapterDir, string folder)
-    {
-        try { TextClassifier.ReadAdapterHead(adapterDir, folder); return true; }
-        catch (InvalidDataException e) when (e.Message.Contains("classifier", StringComparison.OrdinalIgnoreCase)) { return false; }
     }
 
     static string? ArchitectureOf(string folder)

@@ -54,6 +54,21 @@ public sealed class MergeCommand : ICliCommand
                 Console.WriteLine($"saved: {output} ({string.Join(", ", Directory.EnumerateFiles(output).Select(Path.GetFileName).Order(StringComparer.Ordinal))})");
                 return 0;
             }
+            if (!TextClassifier.AdapterHasHead(adapterDir, folder))
+            {
+                // An encoder-only adapter (peft's FEATURE_EXTRACTION on a bare BertModel): the plain base model folder, updated.
+                var arch = TextEncoders.For(folder);
+                var save = arch.SaveEncoder ?? throw new NotSupportedException($"'{adapterDir}' has no classifier head, and writing a bare {arch.Name} encoder folder is not supported; merge an adapter saved with its classifier.");
+                using var encoder = arch.LoadEncoder!(folder, TorchSharp.torch.CPU);
+                var peft = PeftModel.Load(encoder, adapterDir);
+                var count = peft.AdaptedLayers.Count;
+                var type = peft.ActiveConfig.PeftType;
+                peft.MergeAndUnload();
+                Formats.AtomicFolder.Write(output, temp => save(temp, encoder, folder), overwrite);
+                Console.WriteLine($"merged {type} adapter {adapterDir} (no classifier: the bare encoder) into {count} layers of {folder}");
+                Console.WriteLine($"saved: {output} ({string.Join(", ", Directory.EnumerateFiles(output).Select(Path.GetFileName).Order(StringComparer.Ordinal))})");
+                return 0;
+            }
             var (numLabels, head) = TextClassifier.ReadAdapterHead(adapterDir, folder);
             using var classifier = TextClassifier.FromAdapter(folder, adapterDir);
             var layers = classifier.Peft!.AdaptedLayers.Count;

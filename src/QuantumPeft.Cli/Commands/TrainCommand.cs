@@ -56,11 +56,13 @@ public sealed class TrainCommand : ICliCommand
         var augment = new Option<string>("--augment") { Description = "Image tasks: training augmentation: none, crop (random crop, padding 4), flip (horizontal), crop,flip.", DefaultValueFactory = _ => "none" };
         var trainLimit = new Option<int?>("--train-limit") { Description = "Image tasks: train on a fixed seeded subset of this many training images." };
         var evalLimit = new Option<int?>("--eval-limit") { Description = "Image tasks: validate and test on fixed seeded subsets of this many images each." };
+        var head = new Option<string?>("--head") { Description = "BERT classifiers: pooler (transformers' BertForSequenceClassification head: pooled [CLS]; the default) or mean (masked mean of the last hidden state; adapter methods only)." };
+        var scaleLr = new Option<double?>("--lambda-lr") { Description = "Quantum-PEFT: a learning rate of its own for lambda (the singular values; default: the adapter learning rate, --lr)." };
 
         var cmd = new Command("train", "Fine-tune a model on a text task (default: Quantum-PEFT on the bundled MiniLM, sentiment) or a causal LM on a generation task.");
         foreach (var o in new Option[] { model, task, dataDir, method, settings, rank, layers, map, initScale, alpha, targets, epochs, lr, headLr, batch, maxLength, maxSteps,
                      warmup, labelSmoothing, evalMetric, beams, lengthPenalty, noRepeat, maxNew, seed, device, threads, outDir, resume,
-                     imageSize, augment, trainLimit, evalLimit })
+                     imageSize, augment, trainLimit, evalLimit, head, scaleLr })
             cmd.Options.Add(o);
 
         cmd.SetAction(parse =>
@@ -82,6 +84,8 @@ public sealed class TrainCommand : ICliCommand
                     : $"--model '{folder}' is an image classifier; it trains on an image task ({string.Join(", ", ImageTasks.Names)}), not on '{taskName}'.");
             if (!image && (parse.GetValue(imageSize) is not null || parse.GetValue(trainLimit) is not null || parse.GetValue(evalLimit) is not null || parse.GetValue(augment) != "none"))
                 throw new ArgumentException($"--image-size, --augment, --train-limit and --eval-limit apply to image tasks ({string.Join(", ", ImageTasks.Names)}), not to '{taskName}'.");
+            if ((generation || image) && parse.GetValue(head) is not null)
+                throw new ArgumentException($"--head applies to text classifiers, not to '{taskName}'.");
             if (generation != CausalLMs.IsCausalLM(folder))
                 throw new ArgumentException(generation
                     ? $"task '{taskName}' trains a causal LM (GPT-2, LLaMA, Mistral, Qwen2), but --model '{folder}' is model_type '{CausalLMs.ReadModelType(folder) ?? "(none)"}'."
@@ -93,13 +97,13 @@ public sealed class TrainCommand : ICliCommand
                 Method = m, Rank = parse.GetValue(rank) ?? (generation ? 4 : 8), Layers = parse.GetValue(layers), Map = parse.GetValue(map)!,
                 Settings = ParseSettings(parse.GetValue(settings) ?? []),
                 Targets = parse.GetValue(targets) ?? (generation ? CausalLMs.DefaultTargets(folder) : image ? ImageClassifiers.DefaultTargets(folder) : "all-linear"), Seed = seedValue,
-                InitScale = parse.GetValue(initScale), Alpha = parse.GetValue(alpha) ?? (generation && m == "lora" ? 32 : image && m == "lora" ? parse.GetValue(rank) ?? 8 : null),
+                InitScale = parse.GetValue(initScale), Head = parse.GetValue(head), Alpha = parse.GetValue(alpha) ?? (generation && m == "lora" ? 32 : image && m == "lora" ? parse.GetValue(rank) ?? 8 : null),
             };
             var options = new TrainerOptions
             {
                 Epochs = epochCount, BatchSize = batchSize,
                 AdapterLearningRate = parse.GetValue(lr) ?? (image && m == "lora" ? 5e-3 : FineTuneSpec.DefaultLearningRate(m, generation)), HeadLearningRate = parse.GetValue(headLr),
-                Seed = seedValue, OutputDir = output, Resume = parse.GetValue(resume), MaxSteps = parse.GetValue(maxSteps),
+                Seed = seedValue, OutputDir = output, Resume = parse.GetValue(resume), MaxSteps = parse.GetValue(maxSteps), ScaleLearningRate = parse.GetValue(scaleLr),
                 WarmupSteps = parse.GetValue(warmup) ?? (generation ? 500 : null), LabelSmoothing = parse.GetValue(labelSmoothing) ?? (generation ? 0.1 : 0),
             };
             torch.manual_seed(seedValue);
@@ -108,7 +112,7 @@ public sealed class TrainCommand : ICliCommand
             string saved;
             int maxLen;
             // AdaLoRA's budget schedule runs over the run's steps (total_step).
-            int Steps(int trainCount) => Math.Min(epochCount * ((trainCount + batchSize - 1) / batchSize), parse.GetValue(maxSteps) ?? int.MaxValue);
+            int Steps(int trainCount) => options.PlannedSteps(trainCount);
             if (generation)
             {
                 var data = GenerationTasks.Load(taskName, parse.GetValue(dataDir));

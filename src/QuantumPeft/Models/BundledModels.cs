@@ -34,6 +34,12 @@ public static class BundledModels
     /// <summary>The cache folder the bundled MiniLM is imported into on first use.</summary>
     public static string MiniLmCacheFolder => Path.Combine(CachePaths.Sub("models"), MiniLmName);
 
+    /// <summary>The Hugging Face hub name of the bundled model imported into <paramref name="folder"/> ("sentence-transformers/all-MiniLM-L6-v2"), or null for any other folder.</summary>
+    /// <remarks>Adapters record it as base_model_name_or_path, as peft users expect, instead of a local cache path.</remarks>
+    public static string? HubNameOf(string folder) =>
+        string.Equals(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder)), Path.GetFullPath(MiniLmCacheFolder), StringComparison.Ordinal)
+            ? "sentence-transformers/" + MiniLmName : null;
+
     /// <summary>The bundled ONNX model (all-MiniLM-L6-v2, opset 13, inputs input_ids / attention_mask / token_type_ids).</summary>
     public static Stream OpenMiniLmOnnx() => OpenResource(OnnxResource);
 

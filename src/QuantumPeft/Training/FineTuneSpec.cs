@@ -21,6 +21,8 @@ public sealed record FineTuneSpec
     /// <summary>Scaling numerator: s = alpha / rank. Null means 2 x rank (s = 2) for both methods.</summary>
     public double? Alpha { get; init; }
     public long Seed { get; init; } = 42;
+    /// <summary>The classifier head of a text model: null takes the architecture's default (BERT: "pooler", transformers' head; "mean" is the option).</summary>
+    public string? Head { get; init; }
     /// <summary>Quantum: initial map parameters uniform in +-InitScale (angles, for Pauli).</summary>
     public double InitScale { get; init; } = 0.02;
 
@@ -69,13 +71,13 @@ public sealed record FineTuneSpec
             StiefelU = new StiefelMapOptions { Kind = StiefelMaps.Parse(Map), Layers = Layers, InitScale = InitScale },
             StiefelV = new StiefelMapOptions { Kind = StiefelMaps.Parse(Map), Layers = Layers, InitScale = InitScale },
             TargetModules = ModuleSelector.Parse(Targets), ModulesToSave = modulesToSave,
-            BaseModelNameOrPath = modelFolder, TaskType = taskType,
+            BaseModelNameOrPath = Models.BundledModels.HubNameOf(modelFolder) ?? modelFolder, TaskType = taskType,
         }),
         "lora" => Apply(new LoraConfig
         {
             R = Rank, LoraAlpha = Alpha ?? 2.0 * Rank,
             TargetModules = ModuleSelector.Parse(Targets), ModulesToSave = modulesToSave,
-            BaseModelNameOrPath = modelFolder, TaskType = taskType,
+            BaseModelNameOrPath = Models.BundledModels.HubNameOf(modelFolder) ?? modelFolder, TaskType = taskType,
         }),
         _ when BaselineMethods.TryGetValue(Method, out var type) => Baseline(type, modelFolder, taskType, modulesToSave, feedforward),
         _ => throw new ArgumentException($"method '{Method}' has no adapter config (adapter methods: quantum, lora, {string.Join(", ", BaselineMethods.Keys)}).", nameof(Method)),
@@ -86,7 +88,7 @@ public sealed record FineTuneSpec
     {
         var o = new System.Text.Json.Nodes.JsonObject
         {
-            ["peft_type"] = type, ["task_type"] = taskType, ["base_model_name_or_path"] = modelFolder,
+            ["peft_type"] = type, ["task_type"] = taskType, ["base_model_name_or_path"] = Models.BundledModels.HubNameOf(modelFolder) ?? modelFolder,
             ["target_modules"] = System.Text.Json.JsonSerializer.SerializeToNode(ModuleSelector.Parse(Targets), PeftConfig.JsonOptions),
         };
         if (modulesToSave is not null) o["modules_to_save"] = System.Text.Json.JsonSerializer.SerializeToNode(modulesToSave);

@@ -1,3 +1,4 @@
+using QuantumPeft.Models.Bert;
 using QuantumPeft.Data;
 using QuantumPeft.Formats;
 using QuantumPeft.Formats.HuggingFace;
@@ -47,7 +48,13 @@ public sealed class TextClassifier : ITrainableClassifier, IDisposable
         ModelFolder = modelFolder;
         Architecture = TextEncoders.For(modelFolder);
         NumLabels = numLabels;
-        Head = Architecture.DefaultHead;
+        Head = spec.Head ?? Architecture.DefaultHead;
+        if (!Architecture.Heads.Contains(Head))
+            throw new ArgumentException($"head '{Head}' is not one of {Architecture.Name}'s heads (valid: {string.Join(", ", Architecture.Heads)}).", nameof(spec));
+        if (Head == BertForSequenceClassification.MeanHead && spec.Method is "head" or "full")
+            throw new ArgumentException($"--method {spec.Method} writes a plain transformers classifier folder, and transformers has no mean-pooling head " +
+                "(its BertForSequenceClassification classifies the pooled [CLS] token), so that folder would predict differently there. " +
+                "Use --head pooler, or an adapter method (its adapter keeps the head).", nameof(spec));
         _maxLength = maxLength;
         _encode = Architecture.Tokenizer(modelFolder);
         Model = Architecture.Load(modelFolder, numLabels, Head, spec.Seed, null).Model;
@@ -109,7 +116,7 @@ public sealed class TextClassifier : ITrainableClassifier, IDisposable
     /// <summary>
     /// The label count and head of an adapter folder: the rows of its labels layer (BERT: base_model.model.classifier.weight;
     /// RoBERTa: base_model.model.classifier.out_proj.weight, saved as modules_to_save) and its <see cref="HeadMetadataKey"/> metadata
-    /// (when absent: the trainer's head for our files; transformers' head (BERT: "pooler") for files peft wrote). Reads only the file
+    /// (when absent: transformers' head, BERT's "pooler", as for a config.json without one). Reads only the file
     /// header. The architecture is that of <paramref name="modelFolder"/> (the base model), BERT when it is not given.
     /// </summary>
     /// <exception cref="DirectoryNotFoundException">No such folder.</exception>
@@ -136,11 +143,21 @@ public sealed class TextClassifier : ITrainableClassifier, IDisposable
             throw new InvalidDataException($"{weights}: '{key}' has shape [{string.Join(", ", entry.Shape)}], expected [num_labels, hidden_size].");
         // Our files name their head; a file without any of our metadata was written by peft for transformers' model, whose
         // head (BERT: the pooler) is the architecture's foreign head.
-        var writtenHere = header.Metadata.ContainsKey(PeftAdapterFiles.ShapesMetadataKey);
-        var head = header.Metadata.TryGetValue(HeadMetadataKey, out var h) ? h : writtenHere ? arch.DefaultHead : arch.ForeignHead;
+        // One rule for adapters and model folders: without a recorded head, transformers' head (BERT: the pooler).
+        var head = header.Metadata.TryGetValue(HeadMetadataKey, out var h) ? h : arch.ForeignHead;
         if (!arch.Heads.Contains(head))
             throw new InvalidDataException($"{weights}: metadata {HeadMetadataKey} '{head}' is not a known head (valid: {string.Join(", ", arch.Heads)}).");
         return ((int)entry.Shape[0], head);
+    }
+
+    /// <summary>True when the adapter folder holds the architecture's classifier (modules_to_save), false for an encoder-only adapter (peft's FEATURE_EXTRACTION).</summary>
+    public static bool AdapterHasHead(string adapterFolder, string modelFolder)
+    {
+        var arch = TextEncoders.For(modelFolder);
+        var weights = Path.Combine(Path.GetFullPath(adapterFolder), PeftAdapterFiles.WeightsFileName);
+        if (!File.Exists(weights)) ReadAdapterHead(adapterFolder, modelFolder);   // the full message for a folder that is no adapter
+        var key = PeftAdapterFiles.Key(arch.LabelsModule, "weight");
+        return SafetensorsFile.ReadHeader(weights).Entries.Any(e => e.Name == key);
     }
 
     // What the folder holds instead: a model folder (head-only or full fine-tuning, or a merge) or a train --out folder.
@@ -237,6 +254,10 @@ public sealed class TextClassifier : ITrainableClassifier, IDisposable
     /// <exception cref="IOException"><paramref name="folder"/> is not empty and <paramref name="overwrite"/> is false.</exception>
     public void SaveMerged(string folder, bool overwrite = false)
     {
+        if (Head == BertForSequenceClassification.MeanHead)
+            throw new InvalidOperationException("this classifier mean-pools the last hidden state, and transformers' BertForSequenceClassification has no such head " +
+                "(it classifies the pooled [CLS] token): a merged folder would predict differently in transformers, so none is written. " +
+                "Keep the adapter (qpeft eval --adapter applies it with its head), or train with --head pooler.");
         AtomicFolder.EnsureWritable(folder, overwrite);
         if (Peft is { } peft)
         {

@@ -26,6 +26,7 @@ public delegate BertBatch TextBatchEncoder(IReadOnlyList<string> texts, IReadOnl
 /// <param name="ReadHead">A model folder's saved (labels, head), or null for a base model.</param>
 /// <param name="VocabSize">The folder's vocab_size (token ids are checked against it).</param>
 /// <param name="LoadEncoder">The bare encoder of a folder (last hidden state), when the architecture offers it.</param>
+/// <param name="SaveEncoder">(folder, bare encoder, tokenizer source) writes a base-model folder, when the architecture offers it.</param>
 public sealed record TextEncoderArchitecture(
     string Name,
     IReadOnlyList<string> ModelTypes,
@@ -41,7 +42,8 @@ public sealed record TextEncoderArchitecture(
     Action<string, nn.Module<Tensor, Tensor?, Tensor?, Tensor>, string, string?> Save,
     Func<string, (int NumLabels, string Head)?> ReadHead,
     Func<string, int> VocabSize,
-    Func<string, Device, nn.Module<Tensor, Tensor?, Tensor?, Tensor>>? LoadEncoder = null)
+    Func<string, Device, nn.Module<Tensor, Tensor?, Tensor?, Tensor>>? LoadEncoder = null,
+    Action<string, nn.Module<Tensor, Tensor?, Tensor?, Tensor>, string?>? SaveEncoder = null)
 {
     /// <summary>The head training uses.</summary>
     public string DefaultHead => Heads[0];
@@ -69,9 +71,9 @@ public static class TextEncoders
     /// <summary>The CLI name of the paper's target set (--targets paper): each architecture's six matrices (<see cref="TextEncoderArchitecture.PaperTargets"/>).</summary>
     public const string PaperTargetsShorthand = "paper";
 
-    /// <summary>BERT: two heads (mean pooling, the default; transformers' pooler).</summary>
+    /// <summary>BERT: two heads, transformers' pooler (the default: a merged folder predicts the same in transformers) and mean pooling.</summary>
     public static TextEncoderArchitecture Bert { get; } = new("BERT", BertConfig.SupportedModelTypes,
-        [BertForSequenceClassification.MeanHead, BertForSequenceClassification.PoolerHead], BertForSequenceClassification.PoolerHead,
+        [BertForSequenceClassification.PoolerHead, BertForSequenceClassification.MeanHead], BertForSequenceClassification.PoolerHead,
         ["classifier"], "classifier", "query,key,value,attention.output.dense,intermediate.dense,output.dense",
         "key,value,output.dense", ["output.dense"],
         folder => BertTextEncoder.FromFolder(folder).Encode,
@@ -79,7 +81,8 @@ public static class TextEncoders
         (folder, model, _, copyFrom) => HfBertLoader.Save(folder, (BertForSequenceClassification)model, copyFrom),
         HfBertLoader.ReadClassifierHead,
         folder => HfBertLoader.LoadConfig(folder).VocabSize,
-        (folder, device) => HfBertLoader.LoadModel(folder, device));
+        (folder, device) => HfBertLoader.LoadModel(folder, device),
+        (folder, encoder, copyFrom) => HfBertLoader.Save(folder, (BertModel)encoder, copyFrom));
 
     /// <summary>RoBERTa and XLM-R: one head, RobertaClassificationHead (classifier.dense, classifier.out_proj).</summary>
     public static TextEncoderArchitecture Roberta { get; } = TextEncoderArchitecture.OneHead<RobertaForSequenceClassification>("RoBERTa",

@@ -472,7 +472,7 @@ public sealed class PeftModel
         {
             DeleteAdapterQuietly(adapterName);
             throw new InvalidDataException($"{Path.Combine(directory, PeftAdapterFiles.WeightsFileName)} has no {config.PeftType} weights for " +
-                $"{missing.Count} targeted module(s): {string.Join(", ", missing.Take(8))}{(missing.Count > 8 ? ", ..." : "")}.");
+                $"{missing.Count} targeted module(s): {string.Join(", ", missing.Take(8))}{(missing.Count > 8 ? ", ..." : "")}.{PrefixHint(missing[0], files.Tensors.Keys)}");
         }
         foreach (var path in (config.ModulesToSave ?? []).SelectMany(e => MatchModules(e)).Distinct())
         {
@@ -631,6 +631,36 @@ public sealed class PeftModel
             chosen = chosen.Where(p => ex.IsAllLinear ? convs.Contains(p) : ex.IsAllConv ? !convs.Contains(p) : !ex.Matches(p)).ToList();
         if (chosen.Count == 0) throw new ArgumentException("target_modules selects no layer after exclude_modules.", nameof(config));
         return chosen;
+    }
+
+    // peft names keys after the model class an adapter was trained on (FEATURE_EXTRACTION on BertModel: encoder...; SEQ_CLS on
+    // BertForSequenceClassification: bert.encoder...). When the file holds the same module under a longer or shorter path, say which.
+    static string PrefixHint(string missingPath, IEnumerable<string> fileKeys)
+    {
+        var keys = fileKeys.ToList();
+        var segments = missingPath.Split('.');
+        for (int drop = 1; drop < segments.Length; drop++)
+        {
+            var tail = "." + string.Join('.', segments.Skip(drop)) + ".";
+            var found = keys.FirstOrDefault(k => k.Contains(tail, StringComparison.Ordinal));
+            if (found is not null)
+            {
+                var expected = PeftAdapterFiles.KeyPrefix + missingPath + found[(found.IndexOf(tail, StringComparison.Ordinal) + tail.Length - 1)..];
+                return $" Expected a key such as '{expected}', found '{found}': the adapter was saved for a model whose modules are named without " +
+                       $"'{string.Join('.', segments.Take(drop))}.' (peft names keys after the model class it trained: a bare encoder for FEATURE_EXTRACTION, " +
+                       "the task model for SEQ_CLS / CAUSAL_LM); load it into that model (for a bare encoder: a base model folder, as qpeft logits and merge do).";
+            }
+        }
+        foreach (var k in keys.Where(k => k.StartsWith(PeftAdapterFiles.KeyPrefix, StringComparison.Ordinal)))
+        {
+            // The file's paths are longer: its model wraps ours (e.g. SEQ_CLS keys bert.encoder... given to a bare encoder).
+            var rest = k[PeftAdapterFiles.KeyPrefix.Length..];
+            var at = rest.IndexOf("." + missingPath + ".", StringComparison.Ordinal);
+            if (at >= 0)
+                return $" Expected a key such as '{PeftAdapterFiles.KeyPrefix}{missingPath}{rest[(at + 1 + missingPath.Length)..]}', found '{k}': the adapter was saved for " +
+                       $"a model that holds this one under '{rest[..at]}.' (peft names keys after the model class it trained); load it into that model.";
+        }
+        return "";
     }
 
     private string NoMatchMessage(string what, List<string> linears, string? entry)

@@ -75,8 +75,9 @@ public sealed class MethodComparisonTests : IDisposable
         Assert.Contains("[3/3] quantum:rank=2 seed 1: adapter params", output);
         var runs = MethodComparison.ReadRuns(Path.Combine(outDir, "runs.csv"));
         Assert.Equal(["lora:rank=1", "head", "quantum:rank=2"], runs.Select(r => r.Entry));
-        // LoRA r = 1 on every linear layer of the tiny BERT: 2 layers x (q, k, v, attention output 16x16; intermediate 16->24; output 24->16).
-        Assert.Equal(2 * (4 * (16 + 16) + (16 + 24) + (24 + 16)), runs[0].AdapterParameters);
+        // LoRA r = 1 on every linear layer of the tiny BERT: 2 layers x (q, k, v, attention output 16x16; intermediate 16->24; output 24->16),
+        // and the pooler's dense 16x16 (transformers' head, the default: all-linear takes it, as peft's does; only the classifier is excluded).
+        Assert.Equal(2 * (4 * (16 + 16) + (16 + 24) + (24 + 16)) + (16 + 16), runs[0].AdapterParameters);
         var csv = File.ReadAllLines(Path.Combine(outDir, "methods.csv"));
         Assert.Equal(4, csv.Length);
         Assert.Contains("| quantum:rank=2 |", File.ReadAllText(Path.Combine(outDir, "methods.md")));

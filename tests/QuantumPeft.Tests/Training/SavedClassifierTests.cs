@@ -55,7 +55,7 @@ public sealed class SavedClassifierTests : IDisposable
 
         var adapterDir = Path.Combine(dir, "adapter");
         trained.SaveAdapter(adapterDir);
-        Assert.Equal((2, BertForSequenceClassification.MeanHead), TextClassifier.ReadAdapterHead(adapterDir));
+        Assert.Equal((2, BertForSequenceClassification.PoolerHead), TextClassifier.ReadAdapterHead(adapterDir));
 
         using var loaded = TextClassifier.FromAdapter(Folder, adapterDir, maxLength: 32);
         Assert.Empty(loaded.AdapterParameters.Concat(loaded.HeadParameters));
@@ -84,7 +84,7 @@ public sealed class SavedClassifierTests : IDisposable
             Assert.Equal(2, config.RootElement.GetProperty("num_labels").GetInt32());
             Assert.Equal(2, config.RootElement.GetProperty("id2label").EnumerateObject().Count());
         }
-        Assert.Equal((2, BertForSequenceClassification.MeanHead), HfBertLoader.ReadClassifierHead(merged));
+        Assert.Equal((2, BertForSequenceClassification.PoolerHead), HfBertLoader.ReadClassifierHead(merged));
 
         using var reloaded = TextClassifier.FromClassifierFolder(merged, maxLength: 32);
         Assert.Equal(expected, ClassifierEvaluation.Evaluate(reloaded, task, task.Test));
@@ -179,7 +179,7 @@ public sealed class SavedClassifierTests : IDisposable
         var e = Assert.Throws<InvalidDataException>(() => HfBertLoader.ReadClassifierHead(model));
         Assert.Contains("config.json", e.Message);
         Assert.Contains("'cls'", e.Message);
-        Assert.Contains("mean, pooler", e.Message);
+        Assert.Contains("pooler, mean", e.Message);
 
         var adapter = Path.Combine(dir, "adapter");
         Directory.CreateDirectory(adapter);
@@ -190,6 +190,6 @@ public sealed class SavedClassifierTests : IDisposable
         var a = Assert.Throws<InvalidDataException>(() => TextClassifier.ReadAdapterHead(adapter));
         Assert.Contains("adapter_model.safetensors", a.Message);
         Assert.Contains("'cls'", a.Message);
-        Assert.Contains("mean, pooler", a.Message);
+        Assert.Contains("pooler, mean", a.Message);
     }
 }

@@ -19,7 +19,7 @@ public sealed class BertForSequenceClassification : nn.Module<Tensor, Tensor?, T
     public const string MeanHead = "mean";
 
     /// <summary>The head names <see cref="Head"/> accepts.</summary>
-    public static readonly IReadOnlyList<string> Heads = [MeanHead, PoolerHead];
+    public static readonly IReadOnlyList<string> Heads = [PoolerHead, MeanHead];
 
     /// <summary>Returns <paramref name="head"/> when it is one of <see cref="Heads"/>; otherwise names <paramref name="source"/> (the file it came from).</summary>
     /// <exception cref="InvalidDataException">An unknown head.</exception>
@@ -43,7 +43,7 @@ public sealed class BertForSequenceClassification : nn.Module<Tensor, Tensor?, T
     public string Head { get; }
 
     /// <summary>Builds a randomly initialised model (Hugging Face's initialisation, from <paramref name="seed"/>).</summary>
-    public BertForSequenceClassification(BertConfig config, int numLabels, string head = MeanHead, long seed = 0)
+    public BertForSequenceClassification(BertConfig config, int numLabels, string head = PoolerHead, long seed = 0)
         : base(nameof(BertForSequenceClassification))
     {
         if (numLabels < 1) throw new ArgumentOutOfRangeException(nameof(numLabels), numLabels, "num_labels must be at least 1 (1 = regression).");
@@ -67,6 +67,6 @@ public sealed class BertForSequenceClassification : nn.Module<Tensor, Tensor?, T
     }
 
     /// <summary>Loads a Hugging Face BERT folder (base or task checkpoint) and adds a head; a missing classifier is initialised from <paramref name="seed"/>.</summary>
-    public static BertForSequenceClassification FromPretrained(string folder, int numLabels, string head = MeanHead, long seed = 0, Device? device = null) =>
+    public static BertForSequenceClassification FromPretrained(string folder, int numLabels, string head = PoolerHead, long seed = 0, Device? device = null) =>
         HfBertLoader.LoadForSequenceClassification(folder, numLabels, head, seed, device).Model;
 }

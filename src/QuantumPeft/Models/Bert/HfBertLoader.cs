@@ -46,7 +46,7 @@ public static class HfBertLoader
     /// without pooler weights, the pooler) starts from <paramref name="seed"/>; that is expected, not an error.
     /// </summary>
     public static (BertForSequenceClassification Model, HfLoadReport Report) LoadForSequenceClassification(string folder, int numLabels,
-        string head = BertForSequenceClassification.MeanHead, long seed = 0, Device? device = null, Action<string>? log = null)
+        string head = BertForSequenceClassification.PoolerHead, long seed = 0, Device? device = null, Action<string>? log = null)
     {
         var config = LoadConfig(folder);
         var weights = HfCheckpoint.ReadWeights(folder);

@@ -87,7 +87,8 @@ public static class LoraExport
             ModulesToSave = config.ModulesToSave, BaseModelNameOrPath = config.BaseModelNameOrPath,
             Revision = config.Revision, TaskType = config.TaskType, InferenceMode = true,
         };
-        var metadata = files.Metadata.TryGetValue(PeftModel.ConvKernelsMetadataKey, out var k) ? new Dictionary<string, string> { [PeftModel.ConvKernelsMetadataKey] = k } : null;
+        // Our metadata travels with the weights (the head a classifier was trained with, conv kernels, label counts); the shapes are written anew.
+        var metadata = files.Metadata.Where(m => m.Key != "format" && m.Key != PeftAdapterFiles.ShapesMetadataKey).ToDictionary(m => m.Key, m => m.Value);
         PeftAdapterFiles.Write(outDirectory, lora.ToJson(), output, shapes, metadata);
         return new LoraExportResult(outDirectory, shapes.Count, loraRank, loraParams, quantumParams);
     }
