@@ -33,7 +33,7 @@ public sealed class BenchMethodsCommand : ICliCommand
         var grid = new Option<string[]>("--grid")
         {
             Description = "Entries METHOD[:KEY=VALUE...] (comma-separated or repeated), e.g. quantum:rank=8:layers=2, lora:rank=1, vera:rank=256:lr=5e-3, head. " +
-                "Keys: rank, layers, map, init_scale, alpha, targets, lr, head_lr, or a config field of the method by peft's name. Default: " + string.Join(",", DefaultGrid) + ".",
+                "Keys: rank, layers, map, init_scale, alpha, targets, head, lr, head_lr, or a config field of the method by peft's name (e.g. init=period). Default: " + string.Join(",", DefaultGrid) + ".",
             AllowMultipleArgumentsPerToken = true,
         };
         var rank = new Option<int>("--rank") { Description = "Rank of entries that name none (Quantum-PEFT K, LoRA r, AdaLoRA target_r, VeRA r, LoKr r).", DefaultValueFactory = _ => 8 };

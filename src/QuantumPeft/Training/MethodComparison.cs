@@ -8,7 +8,7 @@ namespace QuantumPeft.Training;
 /// e.g. <c>quantum:rank=8:layers=2:init=period</c>, <c>lora:rank=1</c>, <c>vera:rank=256:lr=5e-3</c>, <c>head</c>.
 /// </summary>
 /// <remarks>
-/// Keys: rank, layers, map, init_scale, alpha, targets, lr (the adapter learning rate; default: the method's),
+/// Keys: rank, layers, map, init_scale, alpha, targets, head (pooler | mean), lr (the adapter learning rate; default: the method's),
 /// head_lr; any other key is a config field of the method by peft's name, as <c>--set</c> (e.g. init=period for
 /// Quantum-PEFT's stiefel options, n_frequency=1000 for FourierFT).
 /// </remarks>
@@ -47,6 +47,7 @@ public sealed record GridEntry(string Label, FineTuneSpec Spec, double LearningR
                 case "init_scale": spec = spec with { InitScale = Number(text, key, value) }; break;
                 case "alpha": spec = spec with { Alpha = Number(text, key, value) }; break;
                 case "targets": spec = spec with { Targets = value }; break;
+                case "head": spec = spec with { Head = value }; break;
                 case "lr": lr = Number(text, key, value); break;
                 case "head_lr": headLr = Number(text, key, value); break;
                 default: settings[key] = value; break;
