@@ -16,7 +16,7 @@ using static TorchSharp.torch;
 namespace QuantumPeft.Cli.Commands;
 
 /// <summary><c>qpeft bench step</c>: training-step time of Quantum-PEFT against LoRA of the same rank, on the same batches
-/// (a BERT classifier on sentiment; for a causal-LM folder, the gloss task on its query and value projections; for an image
+/// (an encoder classifier on sentiment, or on seeded random token ids and the paper's six matrices when the folder has no tokenizer; for a causal-LM folder, the gloss task on its query and value projections; for an image
 /// classifier folder, Fashion-MNIST images on its default targets).</summary>
 public sealed class BenchStepCommand : ICliCommand
 {
@@ -83,6 +83,24 @@ public sealed class BenchStepCommand : ICliCommand
                     var objective = new ImageClassificationObjective(tuner, task);
                     return new Runner(i => objective.Loss(batches[i]), [.. tuner.AdapterParameters, .. tuner.HeadParameters], tuner.Peft,
                         tuner.Counts().Adapter, tuner.SetTraining, tuner);
+                });
+            }
+            else if (!HasTokenizer(folder))
+            {
+                // A random-weight folder without tokenizer files (qpeft create-model --type deberta-v2): seeded random token ids, all positions real.
+                var arch = TextEncoders.For(folder);
+                int vocab = arch.VocabSize(folder), len = parse.GetValue(maxLength);
+                var generator = new Generator(20261201);
+                var ids = Enumerable.Range(0, nSteps).Select(_ => randint(4, vocab, [bs, len], dtype: ScalarType.Int64, generator: generator)).ToList();
+                var labels = Enumerable.Range(0, nSteps).Select(_ => randint(0, 2, [bs], dtype: ScalarType.Int64, generator: generator)).ToList();
+                batchCount = ids.Count;
+                runners = methods.ToDictionary(m => m, m =>
+                {
+                    var classifier = new TextClassifier(folder, 2, Spec(m, TextEncoders.PaperTargetsShorthand), len, dev);
+                    Tensor Loss(int i) => nn.functional.cross_entropy(
+                        classifier.Model.forward(ids[i].to(dev), ones_like(ids[i]).to(dev), zeros_like(ids[i]).to(dev)), labels[i].to(dev));
+                    return new Runner(Loss, [.. classifier.AdapterParameters, .. classifier.HeadParameters], classifier.Peft,
+                        classifier.Counts().Adapter, classifier.SetTraining, classifier);
                 });
             }
             else
@@ -171,6 +189,13 @@ public sealed class BenchStepCommand : ICliCommand
             return 0;
         });
         return cmd;
+    }
+
+    // True when the encoder folder's tokenizer files load (a random-weight folder written by create-model has none).
+    static bool HasTokenizer(string folder)
+    {
+        try { TextEncoders.For(folder).Tokenizer(folder); return true; }
+        catch (Exception e) when (e is FileNotFoundException or InvalidDataException or DirectoryNotFoundException or ArgumentException) { return false; }
     }
 
     // One method's training step, whatever the model: its loss on batch i, what the optimizer steps, its adapter.

@@ -15,7 +15,8 @@ namespace QuantumPeft.Training;
 /// <remarks>The architecture comes from <see cref="TextEncoders.For"/>; every method, target set and file layout is the same for all of them.</remarks>
 public sealed class TextClassifier : ITrainableClassifier, IDisposable
 {
-    readonly TextBatchEncoder _encode;
+    // Read on first use: a model folder without tokenizer files still loads, trains on token ids and saves (bench step on random weights).
+    readonly Lazy<TextBatchEncoder> _encode;
     readonly int _maxLength;
     readonly List<(string Name, Parameter Parameter)> _adapter = [];
     readonly List<(string Name, Parameter Parameter)> _head = [];
@@ -56,7 +57,7 @@ public sealed class TextClassifier : ITrainableClassifier, IDisposable
                 "(its BertForSequenceClassification classifies the pooled [CLS] token), so that folder would predict differently there. " +
                 "Use --head pooler, or an adapter method (its adapter keeps the head).", nameof(spec));
         _maxLength = maxLength;
-        _encode = Architecture.Tokenizer(modelFolder);
+        _encode = new(() => Architecture.Tokenizer(modelFolder));
         Model = Architecture.Load(modelFolder, numLabels, Head, spec.Seed, null).Model;
         Model.to(Device);
 
@@ -101,7 +102,7 @@ public sealed class TextClassifier : ITrainableClassifier, IDisposable
         if (maxLength < 8) throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength, "max length must be at least 8 tokens.");
         ModelFolder = modelFolder;
         Architecture = architecture;
-        _encode = architecture.Tokenizer(modelFolder);
+        _encode = new(() => architecture.Tokenizer(modelFolder));
         Model = model;
         NumLabels = numLabels;
         Head = head;
@@ -290,7 +291,7 @@ public sealed class TextClassifier : ITrainableClassifier, IDisposable
             throw new ArgumentException($"the batch mixes sentence pairs and single sentences ({withPair} of {batch.Count} rows have a second text): " +
                 "a pair task (MRPC, STS-B, QQP, MNLI, QNLI, RTE) needs both texts in every example.", nameof(batch));
         var pairs = withPair > 0 ? batch.Select(e => e.TextPair!).ToList() : null;
-        using var encoded = _encode(texts, pairs, _maxLength, Device);
+        using var encoded = _encode.Value(texts, pairs, _maxLength, Device);
         return Model.forward(encoded.InputIds, encoded.AttentionMask, encoded.TokenTypeIds);
     }
 

@@ -26,3 +26,28 @@ public sealed class BenchStepImageTests : IDisposable
         Assert.Contains("U and V of all 4 adapted layers", output);
     }
 }
+
+/// <summary>qpeft bench step on a random-weight DeBERTa-v2 folder without tokenizer files: seeded random token ids, the paper's six matrices.</summary>
+public sealed class BenchStepDebertaTests : IDisposable
+{
+    readonly string dir = Path.Combine(Path.GetTempPath(), "qpeft-bench-step-deberta-" + Guid.NewGuid().ToString("N"));
+    public void Dispose() { if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true); }
+
+    [Fact]
+    public void Times_quantum_against_lora_on_the_six_matrices_of_a_random_deberta()
+    {
+        var folder = Path.Combine(dir, "deberta");
+        var (code, _) = CliCommandTests.Run(new CreateModelCommand(), "create-model", "--type", "deberta-v2", "--layers", "2", "--hidden", "16", "--heads", "2",
+            "--vocab", "50", "--positions", "32", "--out", folder);
+        Assert.Equal(0, code);
+        var outDir = Path.Combine(dir, "bench");
+        (code, var output) = CliCommandTests.Run(new BenchStepCommand(), "step", "--model", folder, "--rank", "2", "--steps", "1", "--rounds", "1",
+            "--batch-size", "2", "--max-length", "8", "--out", outDir);
+        Assert.Equal(0, code);
+        var csv = File.ReadAllLines(Path.Combine(outDir, "step.csv"));
+        // Six matrices in each of 2 layers (intermediate 4 x 16 = 64): LoRA r = 2.
+        long lora = 2 * (4 * LoraBranch.CountParameters(16, 16, 2) + LoraBranch.CountParameters(16, 64, 2) + LoraBranch.CountParameters(64, 16, 2));
+        Assert.Contains(csv, l => l.StartsWith("lora,2," + lora + ",", StringComparison.Ordinal));
+        Assert.Contains("U and V of all 12 adapted layers", output);
+    }
+}
