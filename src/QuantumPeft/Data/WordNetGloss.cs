@@ -23,8 +23,8 @@ public static class WordNetGloss
     public static GenerationTask Load() => FromFolder(Fetch());
 
     /// <summary>The folder holding WordNet 3.0's data files, fetched into the cache on first use.</summary>
-    public static string Fetch() => DebianPackageCache.Ensure(DebianPackage,
-        rel => rel.StartsWith("usr/share/wordnet/", StringComparison.Ordinal) && rel.Contains("/data."));
+    /// <remarks>The same cached folder METEOR's WordNet synonyms read (the package is fetched once, with both kinds of files).</remarks>
+    public static string Fetch() => TextMetrics.WordNetSynonyms.Fetch();
 
     /// <summary>One synset of a WordNet data file: its first lemma, its hypernyms' offsets and its definition (examples left out).</summary>
     public sealed record Synset(long Offset, string Lemma, IReadOnlyList<long> Hypernyms, string Definition);

@@ -11,8 +11,14 @@ public sealed class WordNetSynonyms
     public const string DebianPackage = "wordnet-base";
 
     static readonly string[] PartsOfSpeech = ["noun", "verb", "adj", "adv"];
-    static readonly Lazy<WordNetSynonyms> Fetched = new(() => Load(DebianPackageCache.Ensure(DebianPackage,
-        rel => rel.StartsWith("usr/share/wordnet/", StringComparison.Ordinal) && (rel.Contains("/data.") || rel.EndsWith(".exc", StringComparison.Ordinal)))));
+    static readonly Lazy<WordNetSynonyms> Fetched = new(() => Load(Fetch()));
+
+    /// <summary>
+    /// The folder of WordNet 3.0's data and exception files (the package's data.* and *.exc), fetched into the cache on first use.
+    /// The one fetch of the package: every user of WordNet (METEOR's synonyms, the gloss task) reads this folder, whichever runs first.
+    /// </summary>
+    public static string Fetch() => DebianPackageCache.Ensure(DebianPackage,
+        rel => rel.StartsWith("usr/share/wordnet/", StringComparison.Ordinal) && (rel.Contains("/data.") || rel.EndsWith(".exc", StringComparison.Ordinal)));
 
     readonly Dictionary<string, HashSet<long>> wordToSynsets;
     readonly Dictionary<string, List<string>> wordToBases;
