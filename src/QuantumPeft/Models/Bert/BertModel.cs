@@ -100,11 +100,14 @@ public sealed class BertOutput : nn.Module<Tensor, Tensor, Tensor>
     private readonly LayerNorm LayerNorm;
     private readonly Dropout dropout;
 
-    public BertOutput(int inputSize, BertConfig config) : base(nameof(BertOutput))
+    public BertOutput(int inputSize, BertConfig config) : this(inputSize, config.HiddenSize, config.LayerNormEps, config.HiddenDropoutProb) { }
+
+    /// <summary>The same block from its sizes, for encoders with their own config (DeBERTa-v2's SelfOutput and Output are this block too).</summary>
+    public BertOutput(int inputSize, int hiddenSize, double layerNormEps, double dropoutProb) : base(nameof(BertOutput))
     {
-        dense = nn.Linear(inputSize, config.HiddenSize);
-        LayerNorm = nn.LayerNorm(config.HiddenSize, eps: config.LayerNormEps);
-        dropout = nn.Dropout(config.HiddenDropoutProb);
+        dense = nn.Linear(inputSize, hiddenSize);
+        LayerNorm = nn.LayerNorm(hiddenSize, eps: layerNormEps);
+        dropout = nn.Dropout(dropoutProb);
         RegisterComponents();
     }
 

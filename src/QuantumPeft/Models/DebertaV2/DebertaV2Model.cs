@@ -167,35 +167,16 @@ public sealed class DisentangledSelfAttention : nn.Module<Tensor, Tensor, Debert
     }
 }
 
-/// <summary>The residual block after attention and after the feed-forward layer: dense, dropout, add, LayerNorm (DebertaV2SelfOutput / DebertaV2Output).</summary>
-public sealed class DebertaV2Output : nn.Module<Tensor, Tensor, Tensor>
-{
-    private nn.Module<Tensor, Tensor> dense;
-    private readonly LayerNorm LayerNorm;
-    private readonly Dropout dropout;
-
-    public DebertaV2Output(int inputSize, DebertaV2Config config) : base(nameof(DebertaV2Output))
-    {
-        dense = nn.Linear(inputSize, config.HiddenSize);
-        LayerNorm = nn.LayerNorm(config.HiddenSize, eps: config.LayerNormEps);
-        dropout = nn.Dropout(config.HiddenDropoutProb);
-        RegisterComponents();
-    }
-
-    /// <summary>LayerNorm(dropout(dense(hidden)) + residual).</summary>
-    public override Tensor forward(Tensor hidden, Tensor residual) => LayerNorm.call(dropout.call(dense.call(hidden)) + residual);
-}
-
 /// <summary>Disentangled self-attention followed by its output block (fields self and output).</summary>
 public sealed class DebertaV2Attention : nn.Module<Tensor, Tensor, DebertaV2RelativeInputs?, Tensor>
 {
     private readonly DisentangledSelfAttention self;
-    private readonly DebertaV2Output output;
+    private readonly Bert.BertOutput output;
 
     public DebertaV2Attention(DebertaV2Config config) : base(nameof(DebertaV2Attention))
     {
         self = new DisentangledSelfAttention(config);
-        output = new DebertaV2Output(config.NumAttentionHeads * config.HeadSize, config);
+        output = new Bert.BertOutput(config.NumAttentionHeads * config.HeadSize, config.HiddenSize, config.LayerNormEps, config.HiddenDropoutProb);
         RegisterComponents();
     }
 
@@ -223,13 +204,13 @@ public sealed class DebertaV2Layer : nn.Module<Tensor, Tensor, DebertaV2Relative
 {
     private readonly DebertaV2Attention attention;
     private readonly DebertaV2Intermediate intermediate;
-    private readonly DebertaV2Output output;
+    private readonly Bert.BertOutput output;
 
     public DebertaV2Layer(DebertaV2Config config) : base(nameof(DebertaV2Layer))
     {
         attention = new DebertaV2Attention(config);
         intermediate = new DebertaV2Intermediate(config);
-        output = new DebertaV2Output(config.IntermediateSize, config);
+        output = new Bert.BertOutput(config.IntermediateSize, config.HiddenSize, config.LayerNormEps, config.HiddenDropoutProb);
         RegisterComponents();
     }
 
