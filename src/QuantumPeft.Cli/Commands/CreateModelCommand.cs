@@ -56,7 +56,7 @@ public sealed class CreateModelCommand : ICliCommand
                 using var vit = new ViTForImageClassification(config, classes, seed: parse.GetValue(seed));
                 QuantumPeft.Formats.AtomicFolder.Write(output, temp => vit.Save(temp), parse.GetValue(force));
                 Console.WriteLine($"wrote {output}: vit, {l} layers, hidden {h}, {nh} heads, image {side}, patch {patch}, {classes} labels, " +
-                    $"{vit.parameters().Sum(x => x.numel()):N0} parameters (random weights, seed {parse.GetValue(seed)})");
+                    $"{QuantumPeft.Tuners.ModuleTree.CountParameters(vit):N0} parameters (random weights, seed {parse.GetValue(seed)})");
                 return 0;
             }
             ICausalLM model = t switch
@@ -76,7 +76,7 @@ public sealed class CreateModelCommand : ICliCommand
                 _ => throw new ArgumentException($"--type '{t}' is not a causal LM this library writes; choose gpt2, llama, mistral or qwen2."),
             };
             QuantumPeft.Formats.AtomicFolder.Write(output, temp => CausalLMs.Save(model, temp, null), parse.GetValue(force));
-            var count = model.Module.parameters().Sum(x => x.numel());
+            var count = QuantumPeft.Tuners.ModuleTree.CountParameters(model.Module);
             Console.WriteLine($"wrote {output}: {t}, {l} layers, hidden {h}, {nh} heads, vocab {v}, {count:N0} parameters (random weights, seed {parse.GetValue(seed)})");
             return 0;
         });
@@ -101,7 +101,7 @@ public sealed class CreateModelCommand : ICliCommand
         }), "--type deberta-v2");
         using var model = new DebertaV2Model(config, seed);
         QuantumPeft.Formats.AtomicFolder.Write(output, temp => HfDebertaV2Loader.Save(temp, model), force);
-        var count = model.parameters().Sum(x => x.numel());
+        var count = QuantumPeft.Tuners.ModuleTree.CountParameters(model);
         Console.WriteLine($"wrote {output}: deberta-v2, {layers} layers, hidden {hidden}, {heads} heads, vocab {vocab}, {count:N0} parameters (random weights, seed {seed})");
         return 0;
     }

@@ -66,7 +66,7 @@ public sealed class PretrainCommand : ICliCommand
             }), "pretrain config");
             var model = CausalLMs.Place(new Gpt2LMHeadModel(config), new DecoderLoadOptions(dev));
             var objective = new LanguageModelingObjective(model, $"pretrain-{parse.GetValue(corpus)}", tokens, blockSize, device: dev);
-            var count = model.parameters().Sum(p => p.numel());
+            var count = QuantumPeft.Tuners.ModuleTree.CountParameters(model);
             AnsiConsole.MarkupLine(string.Create(CultureInfo.InvariantCulture,
                 $"[bold]qpeft pretrain[/]: GPT-2 {config.NLayer} x {h} ({count:N0} parameters, vocab {config.VocabSize}) on {parse.GetValue(corpus)}: {tokens.Count:N0} tokens, {objective.Train.Count}/{objective.Validation.Count}/{objective.Test.Count} blocks of {blockSize}, device {dev}"));
             var options = new TrainerOptions

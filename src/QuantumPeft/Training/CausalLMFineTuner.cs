@@ -87,7 +87,7 @@ public sealed class CausalLMFineTuner : IDisposable
     public IReadOnlyList<Parameter> ScaleParameters => Peft?.NamedScaleParameters().Select(p => p.Parameter).ToList() ?? [];
 
     /// <summary>Adapter numbers (every weight for full fine-tuning) and all numbers of the model.</summary>
-    public (long Trainable, long Total) Counts() => (_adapter.Sum(p => p.Parameter.numel()), Model.Module.parameters().Sum(p => p.numel()));
+    public (long Trainable, long Total) Counts() => (_adapter.Sum(p => p.Parameter.numel()), Tuners.ModuleTree.CountParameters(Model.Module));
 
     /// <summary>The token ids of an example and how many of them are prompt (cached).</summary>
     public (long[] Ids, int PromptLength) Encode(PromptCompletion example)

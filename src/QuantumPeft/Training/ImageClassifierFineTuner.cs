@@ -187,7 +187,7 @@ public sealed class ImageClassifierFineTuner : IDisposable
 
     /// <summary>Adapter numbers (backbone numbers for full fine-tuning), head numbers and all numbers of the model.</summary>
     public (long Adapter, long Head, long Total) Counts() =>
-        (_adapter.Sum(p => p.Parameter.numel()), _head.Sum(p => p.Parameter.numel()), TrainableState.Distinct(Model.Module).Sum(p => p.Parameter.numel()));
+        (_adapter.Sum(p => p.Parameter.numel()), _head.Sum(p => p.Parameter.numel()), Tuners.ModuleTree.CountParameters(Model.Module));
 
     /// <summary>The processed pixel values of a batch, on the model's device.</summary>
     public Tensor PixelValues(IReadOnlyList<ImageExample> batch) => Processor.Process(batch, Model.NumChannels, Device);

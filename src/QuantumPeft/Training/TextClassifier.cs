@@ -278,7 +278,7 @@ public sealed class TextClassifier : ITrainableClassifier, IDisposable
     /// <summary>Adapter numbers (or backbone numbers for full fine-tuning) and head numbers.</summary>
     public (long Adapter, long Head, long Total) Counts()
     {
-        long total = Model.parameters().Sum(p => p.numel());
+        long total = Tuners.ModuleTree.CountParameters(Model);
         return (_adapter.Sum(p => p.Parameter.numel()), _head.Sum(p => p.Parameter.numel()), total);
     }
 

@@ -11,11 +11,7 @@ public static class TrainableState
     /// Every parameter of <paramref name="module"/> by name, each tensor once: a tied head is the embedding's own tensor and
     /// is listed under its first name only, or the optimiser would step it twice.
     /// </summary>
-    public static List<(string Name, Parameter Parameter)> Distinct(nn.Module module)
-    {
-        var seen = new HashSet<Parameter>(ReferenceEqualityComparer.Instance);
-        return module.named_parameters().Where(p => seen.Add(p.parameter)).Select(p => (p.name, p.parameter)).ToList();
-    }
+    public static List<(string Name, Parameter Parameter)> Distinct(nn.Module module) => Tuners.ModuleTree.DistinctParameters(module);
 
     /// <summary>Copies <paramref name="state"/> into <paramref name="parameters"/> by name; a missing name or another shape is an error naming it.</summary>
     public static void Load(IEnumerable<(string Name, Parameter Parameter)> parameters, IReadOnlyDictionary<string, Tensor> state)

@@ -20,6 +20,42 @@ public static class ModuleTree
     public static Dictionary<string, nn.Module> Modules(nn.Module root) =>
         root.named_modules().Where(m => m.name.Length > 0).ToDictionary(m => m.name, m => m.module);
 
+    /// <summary>
+    /// Every parameter of <paramref name="root"/> by name, each tensor once (as PyTorch's <c>named_parameters()</c>):
+    /// a tied head is the embedding's own tensor, so it is listed under its first name only.
+    /// </summary>
+    /// <remarks>
+    /// TorchSharp lists a tied tensor under both names, as two managed wrappers of one native tensor (they share data and
+    /// gradient), so reference equality does not find the tie: the data address, offset, shape and type do (float32, float64,
+    /// float16 and integer tensors; a bfloat16 tie is not found). An optimiser given both would step the tensor twice a step.
+    /// </remarks>
+    public static List<(string Name, Parameter Parameter)> DistinctParameters(nn.Module root)
+    {
+        var seen = new HashSet<(long, long, string, ScalarType)>();
+        return root.named_parameters().Where(p => seen.Add(Identity(p.parameter))).Select(p => (p.name, p.parameter)).ToList();
+    }
+
+    // Where a tensor's numbers live. Storage<T> gives the address only when T is the tensor's own element type (another T
+    // copies); bfloat16 has no such T in TorchSharp, so it falls back to the wrapper (no tie found, as before).
+    static (long Address, long Offset, string Shape, ScalarType Type) Identity(Tensor t)
+    {
+        var shape = string.Join(",", t.shape);
+        long address = t.dtype switch
+        {
+            ScalarType.Float32 => (long)t.storage<float>().data_ptr(),
+            ScalarType.Float64 => (long)t.storage<double>().data_ptr(),
+            ScalarType.Float16 => (long)t.storage<Half>().data_ptr(),
+            ScalarType.Int64 => (long)t.storage<long>().data_ptr(),
+            ScalarType.Int32 => (long)t.storage<int>().data_ptr(),
+            _ => (long)t.Handle,
+        };
+        return (address, t.storage_offset(), shape, t.dtype);
+    }
+
+    /// <summary>How many numbers <paramref name="root"/> holds, a shared (tied) tensor counted once, as transformers' <c>num_parameters()</c>.</summary>
+    public static long CountParameters(nn.Module root, bool trainableOnly = false) =>
+        DistinctParameters(root).Where(p => !trainableOnly || p.Parameter.requires_grad).Sum(p => p.Parameter.numel());
+
     /// <summary>The module at <paramref name="path"/> ("" is the root).</summary>
     public static nn.Module Get(nn.Module root, string path)
     {

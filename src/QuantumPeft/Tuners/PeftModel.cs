@@ -239,13 +239,12 @@ public sealed class PeftModel
     public IEnumerable<(string Name, Parameter Parameter)> NamedOtherTrainableParameters()
     {
         var adapterSet = new HashSet<Parameter>(AllBranchParameters(), ReferenceEqualityComparer.Instance);
-        return Model.named_parameters().Where(p => p.parameter.requires_grad && !adapterSet.Contains(p.parameter))
-            .Select(p => (p.name, p.parameter));
+        return ModuleTree.DistinctParameters(Model).Where(p => p.Parameter.requires_grad && !adapterSet.Contains(p.Parameter));
     }
 
     /// <summary>Every parameter with requires_grad, by model state name.</summary>
     public IEnumerable<(string Name, Parameter Parameter)> NamedTrainableParameters() =>
-        Model.named_parameters().Where(p => p.parameter.requires_grad).Select(p => (p.name, p.parameter));
+        ModuleTree.DistinctParameters(Model).Where(p => p.Parameter.requires_grad);
 
     /// <summary>A detached CPU copy of every trainable parameter, by model state name (for checkpoints).</summary>
     public Dictionary<string, Tensor> GetTrainableState() =>
@@ -279,8 +278,8 @@ public sealed class PeftModel
     /// <summary>The parameter report: peft's one line plus a per-module table.</summary>
     public ParameterReport Report()
     {
-        var total = Model.parameters().Sum(p => p.numel());
-        var trainable = Model.parameters().Where(p => p.requires_grad).Sum(p => p.numel());
+        var total = ModuleTree.CountParameters(Model);
+        var trainable = ModuleTree.CountParameters(Model, trainableOnly: true);
         var rows = new List<ModuleParameterRow>();
         long adapterParams = 0, otherParams = 0;
         long? bits = 0;

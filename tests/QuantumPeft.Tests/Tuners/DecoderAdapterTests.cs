@@ -178,6 +178,26 @@ public sealed class DecoderAdapterTests : IDisposable
         Assert.True(MaxDiff(QuantumPeft.Models.Decoder.CausalLMs.Load(outDir).Forward(ids), expected) < 1e-4);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void The_parameter_report_counts_a_tied_head_once_as_peft_does(bool tied)
+    {
+        using var model = TinyGpt2.Model(tied);
+        // GPT-2 by hand: wte, wpe, per layer two LayerNorms, c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj; ln_f; lm_head only when untied.
+        const int e = TinyGpt2.Embd, v = TinyGpt2.Vocab;
+        long perLayer = 2 * 2 * e + (e * 3 * e + 3 * e) + (e * e + e) + (e * 4 * e + 4 * e) + (4 * e * e + e);
+        long expected = v * e + TinyGpt2.Positions * e + TinyGpt2.Layers * perLayer + 2 * e + (tied ? 0 : v * e);
+        Assert.Equal(expected, ModuleTree.CountParameters(model));
+        var names = ModuleTree.DistinctParameters(model).Select(p => p.Name).ToList();
+        Assert.Equal(!tied, names.Contains("lm_head.weight"));
+        Assert.Contains("transformer.wte.weight", names);
+        var peft = PeftModel.Inject(model, Lora("c_attn"));
+        var report = peft.Report();
+        Assert.Equal(expected + report.AdapterParams, report.TotalParams);
+        Assert.Equal(report.AdapterParams, report.TrainableParams);
+    }
+
     [Fact]
     public void Q_and_v_parts_of_c_attn_get_their_own_updates_and_leave_k_alone()
     {
