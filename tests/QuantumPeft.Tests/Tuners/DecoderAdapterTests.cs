@@ -199,6 +199,14 @@ public sealed class DecoderAdapterTests : IDisposable
     }
 
     [Fact]
+    public void A_tied_head_stays_tied_when_the_model_changes_type()
+    {
+        using var model = QuantumPeft.Models.Decoder.CausalLMs.Place(TinyGpt2.Model(), new QuantumPeft.Models.Decoder.DecoderLoadOptions(DType: ScalarType.Float64));
+        var names = ModuleTree.DistinctParameters(model).Select(p => p.Name).ToList();
+        Assert.DoesNotContain("lm_head.weight", names);
+    }
+
+    [Fact]
     public void Q_and_v_parts_of_c_attn_get_their_own_updates_and_leave_k_alone()
     {
         using var model = TinyGpt2.Model();
