@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using QuantumPeft.Models.Decoder;
+using QuantumPeft.Models.Decoder;
 using static TorchSharp.torch;
 
 namespace QuantumPeft.Training;
@@ -54,7 +55,25 @@ public sealed class LanguageModelingObjective : ITrainingObjective<long[]>
         return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), ids[.., 1..].reshape(-1), reduction: reduction);
     }
 
-    public Tensor Loss(IReadOnlyList<long[]> batch) => BatchLoss(batch, nn.Reduction.Mean);
+    /// <summary>
+    /// The training loss: the mean next-token cross-entropy, with the LM head fused into it (<see cref="LinearCrossEntropy"/>)
+    /// when the head is a plain float32 linear map and <see cref="FusedHead"/> is on, else <c>cross_entropy</c> of the
+    /// logits. Both give the same loss and gradients.
+    /// </summary>
+    public Tensor Loss(IReadOnlyList<long[]> batch)
+    {
+        if (!FusedHead || _model.OutputWeight is not { dtype: ScalarType.Float32 } weight) return BatchLoss(batch, nn.Reduction.Mean);
+        int width = batch[0].Length;
+        using var ids = tensor(batch.SelectMany(b => b).ToArray(), [batch.Count, width], device: Device);
+        var hidden = _model.HiddenStates(ids[.., ..^1]);
+        if (hidden.dtype != ScalarType.Float32) return BatchLoss(batch, nn.Reduction.Mean);
+        return _fused.Mean(hidden.reshape(-1, hidden.shape[^1]), weight, ids[.., 1..].reshape(-1));
+    }
+
+    readonly LinearCrossEntropy _fused = new();
+
+    /// <summary>Whether <see cref="Loss"/> may fuse the LM head into the loss (default true; false: autograd's cross_entropy of the logits).</summary>
+    public bool FusedHead { get; init; } = true;
 
     public Dictionary<string, double> Evaluate(IReadOnlyList<long[]> examples, int batchSize)
     {

@@ -40,4 +40,10 @@ public interface ICausalLM
 
     /// <summary>An empty cache sized for this model.</summary>
     KvCache NewCache() => new(Info.NumLayers);
+
+    /// <summary>
+    /// The LM head's weight [vocab, hidden] when the head is a plain bias-free linear map (logits = hidden W^T), so that a
+    /// loss may fuse it (<see cref="LinearCrossEntropy"/>); null when anything wraps or adds to it.
+    /// </summary>
+    Tensor? OutputWeight => null;
 }

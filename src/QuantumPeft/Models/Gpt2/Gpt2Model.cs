@@ -192,6 +192,9 @@ public sealed class Gpt2LMHeadModel : nn.Module<Tensor, Tensor>, ICausalLM
     public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null) =>
         lm_head.call(HiddenStates(inputIds, attentionMask, positionIds, cache)).to(ScalarType.Float32);
 
+    /// <inheritdoc/>
+    public Tensor? OutputWeight => lm_head is TorchSharp.Modules.Linear { bias: null } head ? head.weight : null;
+
     /// <summary>Logits [B, T, vocab] for input ids [B, T] (no mask, no cache).</summary>
     public override Tensor forward(Tensor inputIds) => Forward(inputIds);
 }

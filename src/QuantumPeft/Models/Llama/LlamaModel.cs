@@ -247,6 +247,9 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>, ICausalLM
     /// <summary>An empty cache with one entry per decoder layer.</summary>
     public KvCache NewCache() => new(Config.NumHiddenLayers);
 
+    /// <inheritdoc/>
+    public Tensor? OutputWeight => lm_head is Linear { bias: null } head ? head.weight : null;
+
     /// <summary>Logits [B, T, vocab] for input ids [B, T] without padding or cache.</summary>
     public override Tensor forward(Tensor inputIds) => Forward(inputIds);
 
