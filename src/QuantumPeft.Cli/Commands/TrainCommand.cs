@@ -207,7 +207,9 @@ public sealed class TrainCommand : ICliCommand
             results["head_lr"] = options.HeadLearningRate;
             results["alpha"] = spec.Alpha ?? 2.0 * spec.Rank;
             results["targets"] = spec.Targets;
-            results["init_scale"] = spec.InitScale;
+            var init = spec.Settings.GetValueOrDefault("init", "uniform");
+            results["init"] = init;
+            if (init == "uniform") results["init_scale"] = spec.InitScale;
             results["batch_size"] = options.BatchSize;
             results[image ? "image_size" : "max_length"] = maxLen;
             results["threads"] = torch.get_num_threads();
