@@ -34,6 +34,13 @@ root.Options.Add(strict);
 try
 {
     var parsed = root.Parse(args);
+    // A value that does not parse ("--rank abc") is one error line naming the option, not the usage page; a bare
+    // `qpeft` or an unknown command still gets the help.
+    if (parsed.Errors.FirstOrDefault(e => e.Message.StartsWith("Cannot parse argument", StringComparison.Ordinal)) is { } bad)
+    {
+        Console.Error.WriteLine($"error: {CliErrors.Readable(bad.Message)}");
+        return 1;
+    }
     QuantumPeft.Formats.TensorChecks.Strict = parsed.GetValue(strict);
     return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
