@@ -1,7 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using QuantumPeft.Models.Decoder;
-using QuantumPeft.Models.Decoder;
 using static TorchSharp.torch;
 
 namespace QuantumPeft.Training;
@@ -32,7 +31,7 @@ public sealed class LanguageModelingObjective : ITrainingObjective<long[]>
         Test = blocks.Skip(blocks.Count - held + held / 2).ToList();
         TaskName = name;
         Device = device ?? CPU;
-        _params = TrainableState.Distinct(model.Module);
+        _params = Tuners.ModuleTree.DistinctParameters(model.Module);
         foreach (var (_, p) in _params) p.requires_grad = true;
     }
 
@@ -47,10 +46,12 @@ public sealed class LanguageModelingObjective : ITrainingObjective<long[]>
     public Device Device { get; }
     public void SetTraining(bool training) => _model.Module.train(training);
 
+    // A batch of blocks as ids [B, width] on the device: positions ..^1 are the inputs, 1.. the targets.
+    Tensor Ids(IReadOnlyList<long[]> batch) => tensor(batch.SelectMany(b => b).ToArray(), [batch.Count, batch[0].Length], device: Device);
+
     Tensor BatchLoss(IReadOnlyList<long[]> batch, nn.Reduction reduction)
     {
-        int width = batch[0].Length;
-        using var ids = tensor(batch.SelectMany(b => b).ToArray(), [batch.Count, width], device: Device);
+        using var ids = Ids(batch);
         var logits = _model.Forward(ids[.., ..^1]);
         return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), ids[.., 1..].reshape(-1), reduction: reduction);
     }
@@ -63,10 +64,9 @@ public sealed class LanguageModelingObjective : ITrainingObjective<long[]>
     public Tensor Loss(IReadOnlyList<long[]> batch)
     {
         if (!FusedHead || _model.OutputWeight is not { dtype: ScalarType.Float32 } weight) return BatchLoss(batch, nn.Reduction.Mean);
-        int width = batch[0].Length;
-        using var ids = tensor(batch.SelectMany(b => b).ToArray(), [batch.Count, width], device: Device);
+        // The hidden states are the head's input, so they share its float32 type.
+        using var ids = Ids(batch);
         var hidden = _model.HiddenStates(ids[.., ..^1]);
-        if (hidden.dtype != ScalarType.Float32) return BatchLoss(batch, nn.Reduction.Mean);
         return _fused.Mean(hidden.reshape(-1, hidden.shape[^1]), weight, ids[.., 1..].reshape(-1));
     }
 
