@@ -64,7 +64,7 @@ public sealed class CausalLMFineTuner : IDisposable
             : Tokenizer.EosTokenId ?? throw new InvalidDataException($"'{modelFolder}': neither config.json nor the tokenizer names an EOS token; a completion needs one to end.");
         if (spec.Method == "full")
         {
-            _adapter.AddRange(TrainableState.Distinct(Model.Module));
+            _adapter.AddRange(ModuleTree.DistinctParameters(Model.Module));
             foreach (var (_, p) in _adapter) p.requires_grad = true;
             return;
         }

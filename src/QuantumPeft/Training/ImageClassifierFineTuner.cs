@@ -81,7 +81,7 @@ public sealed class ImageClassifierFineTuner : IDisposable
             _head.AddRange(Peft.NamedOtherTrainableParameters());
             return;
         }
-        foreach (var (name, p) in TrainableState.Distinct(Model.Module))
+        foreach (var (name, p) in Tuners.ModuleTree.DistinctParameters(Model.Module))
         {
             bool head = IsHead(name);
             p.requires_grad = head || Spec.Method == "full";
