@@ -42,7 +42,7 @@ public sealed class MergeCommand : ICliCommand
                 peft.MergeAndUnload();
                 Formats.AtomicFolder.Write(output, temp => CausalLMs.Save(lm, temp, folder), overwrite);
                 Console.WriteLine($"merged {type} adapter {adapterDir} into {count} layers of {folder} ({lm.Info.ModelType})");
-                Console.WriteLine($"saved: {output} ({string.Join(", ", Directory.EnumerateFiles(output).Select(Path.GetFileName).Order(StringComparer.Ordinal))})");
+                PrintSaved(output);
                 return 0;
             }
             if (ImageClassifiers.IsImageClassifier(folder))
@@ -51,7 +51,7 @@ public sealed class MergeCommand : ICliCommand
                 var adapted = images.Peft!.AdaptedLayers.Count;
                 images.SaveMerged(output, overwrite);
                 Console.WriteLine($"merged {images.Spec.Method} adapter {adapterDir} into {adapted} layers of {folder} ({images.Model.ModelType}, {images.Model.NumLabels} classes)");
-                Console.WriteLine($"saved: {output} ({string.Join(", ", Directory.EnumerateFiles(output).Select(Path.GetFileName).Order(StringComparer.Ordinal))})");
+                PrintSaved(output);
                 return 0;
             }
             if (!TextClassifier.AdapterHasHead(adapterDir, folder))
@@ -66,7 +66,7 @@ public sealed class MergeCommand : ICliCommand
                 peft.MergeAndUnload();
                 Formats.AtomicFolder.Write(output, temp => save(temp, encoder, folder), overwrite);
                 Console.WriteLine($"merged {type} adapter {adapterDir} (no classifier: the bare encoder) into {count} layers of {folder}");
-                Console.WriteLine($"saved: {output} ({string.Join(", ", Directory.EnumerateFiles(output).Select(Path.GetFileName).Order(StringComparer.Ordinal))})");
+                PrintSaved(output);
                 return 0;
             }
             var (numLabels, head) = TextClassifier.ReadAdapterHead(adapterDir, folder);
@@ -74,9 +74,13 @@ public sealed class MergeCommand : ICliCommand
             var layers = classifier.Peft!.AdaptedLayers.Count;
             classifier.SaveMerged(output, overwrite);
             Console.WriteLine($"merged {classifier.Spec.Method} adapter {adapterDir} into {layers} layers of {folder} ({numLabels} label(s), {head} head)");
-            Console.WriteLine($"saved: {output} ({string.Join(", ", Directory.EnumerateFiles(output).Select(Path.GetFileName).Order(StringComparer.Ordinal))})");
+            PrintSaved(output);
             return 0;
         });
         return cmd;
     }
+
+    // The files of the written folder, sorted (the last line of every merge).
+    static void PrintSaved(string output) =>
+        Console.WriteLine($"saved: {output} ({string.Join(", ", Directory.EnumerateFiles(output).Select(Path.GetFileName).Order(StringComparer.Ordinal))})");
 }

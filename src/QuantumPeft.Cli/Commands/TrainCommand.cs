@@ -228,7 +228,6 @@ public sealed class TrainCommand : ICliCommand
         return cmd;
     }
 
-    /// <summary>KEY=VALUE pairs of --set; a malformed one is an error naming it.</summary>
     /// <summary>
     /// Pauli entanglement layers of <c>qpeft train</c>'s Quantum-PEFT: the setting inside the paper's 5-25x range (against
     /// LoRA r = 8) with the best validation accuracy in the three-seed comparison on sentiment (README). The library's own
@@ -245,6 +244,7 @@ public sealed class TrainCommand : ICliCommand
         return settings;
     }
 
+    /// <summary>KEY=VALUE pairs of --set; a malformed one is an error naming it.</summary>
     internal static Dictionary<string, string> ParseSettings(IEnumerable<string> values)
     {
         var result = new Dictionary<string, string>(StringComparer.Ordinal);
