@@ -47,9 +47,14 @@ public sealed class BenchMethodsCommand : ICliCommand
         var maxLength = new Option<int>("--max-length") { DefaultValueFactory = _ => 64 };
         var threads = new Option<int?>("--threads");
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
-        var outDir = new Option<string>("--out") { Description = "Output folder; runs already in its runs.csv are not run again.", DefaultValueFactory = _ => "out/bench-methods" };
+        var outDir = new Option<string>("--out") { Description = "Output folder; runs already in its runs.csv (and step times in its steps.csv) are not run again.", DefaultValueFactory = _ => "out/bench-methods" };
+        var timedSteps = new Option<int>("--timed-steps")
+        {
+            Description = $"After the runs, time each entry's training step against {ReferenceEntry}'s on this many batches of the training split, the two stepping in turn (steps.csv); 0: no step timing.",
+            DefaultValueFactory = _ => 10,
+        };
         var cmd = new Command("methods", "Train a grid of methods and settings on one task, several seeds each (resumable); writes runs.csv, methods.csv, methods.md and methods.png.");
-        foreach (var o in new Option[] { model, task, dataDir, grid, rank, seeds, epochs, steps, batch, maxLength, threads, device, outDir }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { model, task, dataDir, grid, rank, seeds, epochs, steps, batch, maxLength, threads, device, outDir, timedSteps }) cmd.Options.Add(o);
         cmd.SetAction(parse =>
         {
             if (parse.GetValue(threads) is int t) torch.set_num_threads(t);
@@ -63,6 +68,8 @@ public sealed class BenchMethodsCommand : ICliCommand
             int nEpochs = parse.GetValue(epochs);
             if (nEpochs < 1) throw new ArgumentException("--epochs must be at least 1.");
             if (parse.GetValue(steps) is < 1) throw new ArgumentException("--steps must be at least 1.");
+            int nTimed = parse.GetValue(timedSteps);
+            if (nTimed < 0) throw new ArgumentException($"--timed-steps must be 0 (no step timing) or more, got {nTimed}.");
             var dev = EmbedCommand.ParseDevice(parse.GetValue(device)!);
             var folder = ModelResolver.Resolve(parse.GetValue(model)!);
             var data = TextTasks.Load(parse.GetValue(task)!, parse.GetValue(dataDir));
@@ -92,9 +99,13 @@ public sealed class BenchMethodsCommand : ICliCommand
                     Console.WriteLine(string.Create(inv,
                         $"[{index}/{total}] {entry.Label} seed {seed}: adapter params {run.AdapterParameters:N0}, {run.MsPerStep:F1} ms/step, validation {result.MainMetric} {run.Validation:F4}, test {run.Test:F4}"));
                 }
+            var stepsPath = Path.Combine(dir, "steps.csv");
+            if (nTimed > 0)
+                TimeSteps(entries, data, folder, parse.GetValue(maxLength), parse.GetValue(batch), nTimed, seedList[0], dev, stepsPath,
+                    new TrainerOptions { Epochs = nEpochs, MaxSteps = parse.GetValue(steps), BatchSize = parse.GetValue(batch) }.PlannedSteps(data.Train.Count));
             var all = MethodComparison.ReadRuns(runsPath);
             var order = entries.Select(e => e.Label).Concat(all.Select(r => r.Entry)).Distinct().ToList();
-            var rows = MethodComparison.Summarise(all, order, ReferenceEntry);
+            var rows = MethodComparison.Summarise(all, order, MethodComparison.ReadStepTimes(stepsPath));
             var stepsText = parse.GetValue(steps) is { } s ? string.Create(inv, $"at most {s} steps") : $"{nEpochs} epochs";
             var setting = string.Create(inv,
                 $"Task {data.Name} (test metric {data.MainMetric}), model {folder}; {stepsText} of batch {parse.GetValue(batch)}, max length {parse.GetValue(maxLength)}, ") +
@@ -103,9 +114,49 @@ public sealed class BenchMethodsCommand : ICliCommand
             Formats.AtomicFile.WriteAllText(Path.Combine(dir, "methods.csv"), MethodComparison.ToCsv(rows));
             Formats.AtomicFile.WriteAllText(Path.Combine(dir, "methods.md"), MethodComparison.ToMarkdown(rows, $"Adapter methods on {data.Name}", setting, data.MainMetric, ReferenceEntry));
             MethodComparison.SavePlot(Path.Combine(dir, "methods.png"), rows, $"{data.Name}: test {data.MainMetric} against adapter parameters", data.MainMetric);
-            Console.WriteLine($"wrote {runsPath}, methods.csv, methods.md and methods.png in {dir}");
+            Console.WriteLine($"wrote {runsPath}, {(File.Exists(stepsPath) ? "steps.csv, " : "")}methods.csv, methods.md and methods.png in {dir}");
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>
+    /// Times each entry not yet in steps.csv against the reference entry on the same <paramref name="count"/> batches (the
+    /// first of seed <paramref name="seed"/>'s epoch-1 order), the two stepping in turn; appends one line per entry. The models are
+    /// built as a run's (<paramref name="plannedSteps"/> for AdaLoRA's schedule), at the entries' peak learning rates.
+    /// </summary>
+    static void TimeSteps(IReadOnlyList<GridEntry> entries, TextTask data, string folder, int maxLength, int batchSize, int count, long seed, torch.Device dev, string stepsPath, int plannedSteps)
+    {
+        var done = MethodComparison.ReadStepTimes(stepsPath);
+        var todo = entries.Where(e => done.All(t => t.Entry != e.Label)).ToList();
+        if (todo.Count == 0) return;
+        var order = SeededOrder.EpochOrder(data.Train.Count, seed, 1);
+        var batches = Enumerable.Range(0, count)
+            .Select(b => (IReadOnlyList<TextExample>)Enumerable.Range(b * batchSize, batchSize).Select(i => data.Train[order[i % order.Length]]).ToList()).ToList();
+        (TextClassifier Model, ClassificationObjective Objective, TrainerOptions Options) Build(GridEntry entry)
+        {
+            torch.manual_seed(seed);
+            var options = new TrainerOptions { BatchSize = batchSize, AdapterLearningRate = entry.LearningRate, HeadLearningRate = entry.HeadLearningRate, Seed = seed };
+            var classifier = new TextClassifier(folder, data.NumLabels, entry.Spec with { Seed = seed, TotalSteps = plannedSteps }, maxLength, dev);
+            return (classifier, new ClassificationObjective(classifier, data), options);
+        }
+        var reference = Build(GridEntry.Parse(ReferenceEntry));
+        try
+        {
+            foreach (var entry in todo)
+            {
+                var candidate = Build(entry);
+                try
+                {
+                    var times = StepTiming.Alternate([(candidate.Objective, candidate.Options), (reference.Objective, reference.Options)], batches, seed: seed);
+                    var time = new SameBatchStepTime(entry.Label, count, Stiefel.StiefelBenchmark.Median(times[0]), Stiefel.StiefelBenchmark.Median(times[1]), torch.get_num_threads());
+                    MethodComparison.AppendStepTime(stepsPath, time);
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"step time {entry.Label}: {time.MedianMs:F1} ms, {ReferenceEntry} {time.ReferenceMedianMs:F1} ms on the same {count} batches (medians), ratio {time.Ratio:F3}"));
+                }
+                finally { candidate.Model.Dispose(); }
+            }
+        }
+        finally { reference.Model.Dispose(); }
     }
 }

@@ -71,10 +71,29 @@ public sealed record ComparisonRun(
     string Entry, string Method, long Seed, long AdapterParameters, int Steps, double TrainSeconds, double MsPerStep,
     double Validation, double Test, double LearningRate);
 
-/// <summary>An entry's runs summarised over its seeds.</summary>
+/// <summary>
+/// An entry's training step timed against the reference entry's on the same batches, stepping in turn
+/// (<see cref="StepTiming.Alternate{TExample}"/>).
+/// </summary>
+/// <param name="Entry">The grid entry.</param>
+/// <param name="Steps">Timed steps of each of the two.</param>
+/// <param name="MedianMs">The entry's median step.</param>
+/// <param name="ReferenceMedianMs">The reference's median step, timed in the same window.</param>
+/// <param name="Threads">torch's CPU threads during the timing.</param>
+public sealed record SameBatchStepTime(string Entry, int Steps, double MedianMs, double ReferenceMedianMs, int Threads)
+{
+    /// <summary>The entry's median step over the reference's.</summary>
+    public double Ratio => MedianMs / ReferenceMedianMs;
+}
+
+/// <summary>An entry's runs summarised over its seeds, with its same-batch step time when one was measured.</summary>
 public sealed record ComparisonRow(
     string Entry, string Method, long AdapterParameters, int Seeds, double ValidationMean, double TestMean, double TestStd,
-    double TrainSecondsMean, double MsPerStepMean, double? StepTimeRatio, bool OnFrontier, double LearningRate);
+    double TrainSecondsMean, double MsPerStepMean, SameBatchStepTime? StepTime, bool OnFrontier, double LearningRate)
+{
+    /// <summary>The same-batch step time over the reference's; null when not measured.</summary>
+    public double? StepTimeRatio => StepTime?.Ratio;
+}
 
 /// <summary>
 /// The results of <c>qpeft bench methods</c>: runs appended one by one to runs.csv (so an interrupted comparison
@@ -85,51 +104,71 @@ public static class MethodComparison
     /// <summary>The header of runs.csv.</summary>
     public const string RunsHeader = "entry,method,seed,adapter_params,steps,train_seconds,ms_per_step,validation_metric,test_metric,lr";
 
+    /// <summary>The header of steps.csv (same-batch step times).</summary>
+    public const string StepTimesHeader = "entry,timed_steps,median_ms,reference_median_ms,ratio,threads";
+
     /// <summary>The runs already in <paramref name="path"/> (none when it does not exist).</summary>
     /// <exception cref="InvalidDataException">The file is not a runs.csv this command wrote.</exception>
     public static List<ComparisonRun> ReadRuns(string path)
     {
+        var inv = CultureInfo.InvariantCulture;
+        return ReadTable(path, RunsHeader, "runs", f => new ComparisonRun(f[0], f[1], long.Parse(f[2], inv), long.Parse(f[3], inv), int.Parse(f[4], inv),
+            double.Parse(f[5], inv), double.Parse(f[6], inv), double.Parse(f[7], inv), double.Parse(f[8], inv), double.Parse(f[9], inv)));
+    }
+
+    /// <summary>Appends one run to <paramref name="path"/> (rewritten under a temporary name and renamed, so a kill loses at most this run).</summary>
+    public static void AppendRun(string path, ComparisonRun run) =>
+        WriteTable(path, RunsHeader, [.. ReadRuns(path), run], r => string.Create(CultureInfo.InvariantCulture,
+            $"{Csv(r.Entry)},{r.Method},{r.Seed},{r.AdapterParameters},{r.Steps},{r.TrainSeconds:R},{r.MsPerStep:R},{r.Validation:R},{r.Test:R},{r.LearningRate:R}"));
+
+    /// <summary>The same-batch step times already in <paramref name="path"/> (none when it does not exist).</summary>
+    /// <exception cref="InvalidDataException">The file is not a steps.csv this command wrote.</exception>
+    public static List<SameBatchStepTime> ReadStepTimes(string path)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        return ReadTable(path, StepTimesHeader, "step-times", f => new SameBatchStepTime(f[0], int.Parse(f[1], inv), double.Parse(f[2], inv), double.Parse(f[3], inv), int.Parse(f[5], inv)));
+    }
+
+    /// <summary>Appends one entry's same-batch step time to <paramref name="path"/> (written under a temporary name and renamed).</summary>
+    public static void AppendStepTime(string path, SameBatchStepTime time) =>
+        WriteTable(path, StepTimesHeader, [.. ReadStepTimes(path), time], t => string.Create(CultureInfo.InvariantCulture,
+            $"{Csv(t.Entry)},{t.Steps},{t.MedianMs:R},{t.ReferenceMedianMs:R},{t.Ratio:F4},{t.Threads}"));
+
+    static List<T> ReadTable<T>(string path, string header, string what, Func<List<string>, T> parse)
+    {
         if (!File.Exists(path)) return [];
         var lines = File.ReadAllLines(path);
-        if (lines.Length == 0 || lines[0] != RunsHeader)
-            throw new InvalidDataException($"{path}: not a runs file of qpeft bench methods (expected the header '{RunsHeader}'); use another --out.");
-        var runs = new List<ComparisonRun>();
-        var inv = CultureInfo.InvariantCulture;
+        if (lines.Length == 0 || lines[0] != header)
+            throw new InvalidDataException($"{path}: not a {what} file of qpeft bench methods (expected the header '{header}'); use another --out.");
+        int fields = header.Split(',').Length;
+        var rows = new List<T>();
         for (int i = 1; i < lines.Length; i++)
         {
             if (lines[i].Length == 0) continue;
             var f = SplitCsv(lines[i]);
-            if (f.Count != 10) throw new InvalidDataException($"{path}: line {i + 1} has {f.Count} fields, expected 10.");
-            try
-            {
-                runs.Add(new ComparisonRun(f[0], f[1], long.Parse(f[2], inv), long.Parse(f[3], inv), int.Parse(f[4], inv),
-                    double.Parse(f[5], inv), double.Parse(f[6], inv), double.Parse(f[7], inv), double.Parse(f[8], inv), double.Parse(f[9], inv)));
-            }
+            if (f.Count != fields) throw new InvalidDataException($"{path}: line {i + 1} has {f.Count} fields, expected {fields}.");
+            try { rows.Add(parse(f)); }
             catch (FormatException e) { throw new InvalidDataException($"{path}: line {i + 1}: {e.Message}", e); }
         }
-        return runs;
+        return rows;
     }
 
-    /// <summary>Appends one run to <paramref name="path"/> (rewritten under a temporary name and renamed, so a kill loses at most this run).</summary>
-    public static void AppendRun(string path, ComparisonRun run)
+    static void WriteTable<T>(string path, string header, IEnumerable<T> rows, Func<T, string> line)
     {
-        var runs = ReadRuns(path);
-        runs.Add(run);
-        var sb = new StringBuilder(RunsHeader).Append('\n');
-        foreach (var r in runs)
-            sb.Append(CultureInfo.InvariantCulture, $"{Csv(r.Entry)},{r.Method},{r.Seed},{r.AdapterParameters},{r.Steps},{r.TrainSeconds:R},{r.MsPerStep:R},{r.Validation:R},{r.Test:R},{r.LearningRate:R}\n");
+        var sb = new StringBuilder(header).Append('\n');
+        foreach (var r in rows) sb.Append(line(r)).Append('\n');
         Formats.AtomicFile.WriteAllText(path, sb.ToString());
     }
 
     /// <summary>
     /// Summarises runs per entry (in <paramref name="order"/>): mean and sample standard deviation of the test metric over
-    /// seeds, step time against <paramref name="reference"/>'s, and the accuracy-parameter frontier (no other entry
-    /// reaches a higher mean test metric with as few or fewer adapter parameters).
+    /// seeds, the entry's same-batch step time from <paramref name="stepTimes"/> when there is one, and the
+    /// accuracy-parameter frontier (no other entry reaches a higher mean test metric with as few or fewer adapter parameters).
     /// </summary>
-    public static List<ComparisonRow> Summarise(IReadOnlyList<ComparisonRun> runs, IReadOnlyList<string> order, string? reference, bool lowerIsBetter = false)
+    public static List<ComparisonRow> Summarise(IReadOnlyList<ComparisonRun> runs, IReadOnlyList<string> order,
+        IReadOnlyList<SameBatchStepTime>? stepTimes = null, bool lowerIsBetter = false)
     {
         var rows = new List<ComparisonRow>();
-        var refMs = reference is null ? null : runs.Where(r => r.Entry == reference).Select(r => r.MsPerStep).DefaultIfEmpty(double.NaN).Average() is var m && double.IsFinite(m) ? (double?)m : null;
         foreach (var entry in order)
         {
             var rs = runs.Where(r => r.Entry == entry).ToList();
@@ -137,9 +176,8 @@ public static class MethodComparison
             var tests = rs.Select(r => r.Test).ToList();
             double mean = tests.Average();
             double std = tests.Count > 1 ? Math.Sqrt(tests.Sum(t => (t - mean) * (t - mean)) / (tests.Count - 1)) : 0;
-            double ms = rs.Average(r => r.MsPerStep);
             rows.Add(new ComparisonRow(entry, rs[0].Method, rs[0].AdapterParameters, rs.Count, rs.Average(r => r.Validation), mean, std,
-                rs.Average(r => r.TrainSeconds), ms, refMs is { } rm && rm > 0 ? ms / rm : null, false, rs[0].LearningRate));
+                rs.Average(r => r.TrainSeconds), rs.Average(r => r.MsPerStep), stepTimes?.LastOrDefault(t => t.Entry == entry), false, rs[0].LearningRate));
         }
         double Better(double a) => lowerIsBetter ? -a : a;
         return rows.Select(r => r with
@@ -153,10 +191,12 @@ public static class MethodComparison
     /// <summary>methods.csv: one row per entry.</summary>
     public static string ToCsv(IReadOnlyList<ComparisonRow> rows)
     {
-        var sb = new StringBuilder("entry,method,adapter_params,seeds,validation_mean,test_mean,test_std,train_seconds,ms_per_step,step_time_vs_reference,on_frontier,lr\n");
+        var inv = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder("entry,method,adapter_params,seeds,validation_mean,test_mean,test_std,train_seconds,ms_per_step,same_batch_ms_per_step,same_batch_reference_ms_per_step,step_time_vs_reference,on_frontier,lr\n");
         foreach (var r in rows)
-            sb.Append(CultureInfo.InvariantCulture,
-                $"{Csv(r.Entry)},{r.Method},{r.AdapterParameters},{r.Seeds},{r.ValidationMean:F4},{r.TestMean:F4},{r.TestStd:F4},{r.TrainSecondsMean:F1},{r.MsPerStepMean:F1},{(r.StepTimeRatio is { } x ? x.ToString("F3", CultureInfo.InvariantCulture) : "")},{(r.OnFrontier ? 1 : 0)},{r.LearningRate:R}\n");
+            sb.Append(inv,
+                $"{Csv(r.Entry)},{r.Method},{r.AdapterParameters},{r.Seeds},{r.ValidationMean:F4},{r.TestMean:F4},{r.TestStd:F4},{r.TrainSecondsMean:F1},{r.MsPerStepMean:F1},") 
+              .Append(inv, $"{(r.StepTime is { } t ? string.Create(inv, $"{t.MedianMs:F1},{t.ReferenceMedianMs:F1},{t.Ratio:F3}") : ",,")},{(r.OnFrontier ? 1 : 0)},{r.LearningRate:R}\n");
         return sb.ToString();
     }
 
@@ -165,13 +205,18 @@ public static class MethodComparison
     {
         var inv = CultureInfo.InvariantCulture;
         var sb = new StringBuilder($"# {title}\n\n{setting}\n\n");
-        sb.AppendLine($"| entry | adapter params | seeds | validation {metric} (mean) | test {metric} (mean ± sd) | train s (mean) | ms / step | step time vs {reference ?? "reference"} | frontier |");
-        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|:---:|");
+        var refName = reference ?? "reference";
+        sb.AppendLine($"| entry | adapter params | seeds | validation {metric} (mean) | test {metric} (mean ± sd) | train s (mean) | ms / step in training | ms / step, same batches | {refName} ms / step, same batches | step time vs {refName} | frontier |");
+        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|");
         foreach (var r in rows)
             sb.AppendLine(string.Create(inv,
-                $"| {r.Entry} | {r.AdapterParameters:N0} | {r.Seeds} | {r.ValidationMean:F4} | {r.TestMean:F4} ± {r.TestStd:F4} | {r.TrainSecondsMean:F1} | {r.MsPerStepMean:F1} | {(r.StepTimeRatio is { } x ? x.ToString("F2", inv) : "")} | {(r.OnFrontier ? "★" : "")} |"));
+                $"| {r.Entry} | {r.AdapterParameters:N0} | {r.Seeds} | {r.ValidationMean:F4} | {r.TestMean:F4} ± {r.TestStd:F4} | {r.TrainSecondsMean:F1} | {r.MsPerStepMean:F1} | ") +
+                (r.StepTime is { } t ? string.Create(inv, $"{t.MedianMs:F1} | {t.ReferenceMedianMs:F1} | {t.Ratio:F2}") : " |  | ") + $" | {(r.OnFrontier ? "★" : "")} |");
         sb.AppendLine().AppendLine("★: on the accuracy-parameter frontier (no entry has a higher mean test metric with as few adapter parameters, or the same with fewer). " +
             "Standard deviations are over seeds (sample sd; 0 with one seed).");
+        sb.AppendLine().AppendLine($"Step time: each entry's training step (the trainer's, with its learning-rate groups and clipping) and {refName}'s, " +
+            "timed in turn on the same batches in one process (the order reversed every other batch), medians; the ratio compares the two medians of one window. " +
+            "ms / step in training is the mean over each run's whole training, which may have run at other times or thread counts.");
         return sb.ToString();
     }
 

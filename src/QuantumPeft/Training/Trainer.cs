@@ -53,16 +53,9 @@ public class Trainer<TExample>
         int warmup = Math.Min(totalSteps, o.WarmupSteps ?? (int)Math.Ceiling(o.WarmupRatio * totalSteps));
         torch.manual_seed(o.Seed);
 
-        var groups = new List<(IReadOnlyList<Parameter> Params, double Lr)>();
-        // The adapter group first (its rate is the one reported); the scale parameters split off only when asked.
-        var scale = o.ScaleLearningRate is null ? [] : _objective.ScaleParameters.ToHashSet(ReferenceEqualityComparer.Instance);
-        var shape = _objective.AdapterParameters.Where(p => !scale.Contains(p)).ToList();
-        if (shape.Count > 0) groups.Add((shape, o.AdapterLearningRate));
-        if (scale.Count > 0) groups.Add((_objective.AdapterParameters.Where(p => scale.Contains(p)).ToList(), o.ScaleLearningRate!.Value));
-        if (_objective.HeadParameters.Count > 0) groups.Add((_objective.HeadParameters, o.HeadLearningRate));
-        using var optimizer = optim.AdamW(
-            groups.Select(g => new AdamW.ParamGroup(g.Params, new AdamW.Options { LearningRate = g.Lr, weight_decay = o.WeightDecay })),
-            lr: groups[0].Lr, weight_decay: o.WeightDecay);
+        var setup = CreateOptimizer(_objective, o);
+        using var optimizer = setup.Optimizer;
+        var groups = setup.Groups;
         var lrControllers = optimizer.ParamGroups.ToList();
         var allParams = groups.SelectMany(g => g.Params).ToList();
 
@@ -137,16 +130,8 @@ public class Trainer<TExample>
 
                 double lossValue;
                 clock.Start();
-                using (var scope = torch.NewDisposeScope())
-                {
-                    optimizer.zero_grad();
-                    var loss = _objective.Loss(batch);
-                    lossValue = loss.item<float>();
-                    if (!double.IsFinite(lossValue)) throw new TrainingDivergedException(step + 1, epoch, lossValue);
-                    loss.backward();
-                    if (o.MaxGradNorm > 0) nn.utils.clip_grad_norm_(allParams, o.MaxGradNorm);
-                    NoGcRegion.Run(() => optimizer.step());
-                }
+                lossValue = Step(_objective, optimizer, allParams, batch, o.MaxGradNorm,
+                    value => { if (!double.IsFinite(value)) throw new TrainingDivergedException(step + 1, epoch, value); });
                 clock.Stop();
                 step++;
                 _objective.AfterStep(step);
@@ -205,6 +190,45 @@ public class Trainer<TExample>
             _progress?.Report(new TrainingProgress("eval", atStep, totalSteps, Math.Max(1, atEpoch), o.Epochs, lastLoss, ExamplesPerSecond(), null, AdapterLr(), metrics, split));
             return metrics;
         }
+    }
+
+    /// <summary>
+    /// AdamW over the run's learning-rate groups: the adapter's first (its rate is the one reported), the scale parameters
+    /// split off only when <see cref="TrainerOptions.ScaleLearningRate"/> is set, then the head's.
+    /// </summary>
+    public static (AdamW Optimizer, IReadOnlyList<(IReadOnlyList<Parameter> Params, double Lr)> Groups) CreateOptimizer(
+        ITrainingObjective<TExample> objective, TrainerOptions o)
+    {
+        var groups = new List<(IReadOnlyList<Parameter> Params, double Lr)>();
+        var scale = o.ScaleLearningRate is null ? [] : objective.ScaleParameters.ToHashSet(ReferenceEqualityComparer.Instance);
+        var shape = objective.AdapterParameters.Where(p => !scale.Contains(p)).ToList();
+        if (shape.Count > 0) groups.Add((shape, o.AdapterLearningRate));
+        if (scale.Count > 0) groups.Add((objective.AdapterParameters.Where(p => scale.Contains(p)).ToList(), o.ScaleLearningRate!.Value));
+        if (objective.HeadParameters.Count > 0) groups.Add((objective.HeadParameters, o.HeadLearningRate));
+        if (groups.Count == 0) throw new ArgumentException("The model has no trainable parameters (AdapterParameters and HeadParameters are empty).", nameof(objective));
+        var optimizer = optim.AdamW(
+            groups.Select(g => new AdamW.ParamGroup(g.Params, new AdamW.Options { LearningRate = g.Lr, weight_decay = o.WeightDecay })),
+            lr: groups[0].Lr, weight_decay: o.WeightDecay);
+        return (optimizer, groups);
+    }
+
+    /// <summary>
+    /// One optimiser step on <paramref name="batch"/> in its own dispose scope: the objective's loss (its value handed to
+    /// <paramref name="checkLoss"/> before the backward pass), backward, clipping to <paramref name="maxGradNorm"/> (off when 0 or less), AdamW.
+    /// </summary>
+    /// <returns>The batch's loss.</returns>
+    public static double Step(ITrainingObjective<TExample> objective, optim.Optimizer optimizer, IReadOnlyList<Parameter> parameters,
+        IReadOnlyList<TExample> batch, double maxGradNorm, Action<double>? checkLoss = null)
+    {
+        using var scope = torch.NewDisposeScope();
+        optimizer.zero_grad();
+        var loss = objective.Loss(batch);
+        double value = loss.item<float>();
+        checkLoss?.Invoke(value);
+        loss.backward();
+        if (maxGradNorm > 0) nn.utils.clip_grad_norm_(parameters, maxGradNorm);
+        NoGcRegion.Run(() => optimizer.step());
+        return value;
     }
 
     /// <summary>Evaluates <paramref name="examples"/> with the objective's metrics (eval mode, no gradients), then returns to training mode.</summary>

@@ -38,16 +38,24 @@ public sealed class MethodComparisonTests : IDisposable
             Run("full", 1, 9000, 50, 0.905),                                  // dominated by lora (fewer parameters, 0.91 mean)
             Run("oft", 1, 2000, 40, 0.86), Run("oft", 2, 2000, 40, 0.88),     // ties quantum with more parameters: dominated
         };
-        var rows = MethodComparison.Summarise(runs, ["quantum", "vera", "lora:rank=8", "full", "oft"], "lora:rank=8");
+        var stepTimes = new List<SameBatchStepTime> { new("quantum", 10, 24, 20, 2), new("lora:rank=8", 10, 21, 20, 2) };
+        var rows = MethodComparison.Summarise(runs, ["quantum", "vera", "lora:rank=8", "full", "oft"], stepTimes);
         Assert.Equal(["quantum", "vera", "lora:rank=8", "full", "oft"], rows.Select(r => r.Entry));
         var q = rows[0];
         Assert.Equal(0.87, q.TestMean, 12);
         Assert.Equal(Math.Sqrt(2 * 0.01 * 0.01), q.TestStd, 12);   // sample sd of 0.86, 0.88
-        Assert.Equal(24.0 / 20, q.StepTimeRatio!.Value, 12);
+        Assert.Equal(24.0 / 20, q.StepTimeRatio!.Value, 12);      // from the same-batch timing, not the runs' 24 / 20 ms
+        Assert.Equal(1.05, rows[2].StepTimeRatio!.Value, 12);
+        Assert.Null(rows[1].StepTimeRatio);                          // vera was not timed
+        Assert.Equal(24.0, q.MsPerStepMean, 12);
         Assert.Equal([true, false, true, false, false], rows.Select(r => r.OnFrontier));
         Assert.Equal(0, rows[3].TestStd);
         var md = MethodComparison.ToMarkdown(rows, "t", "s", "accuracy", "lora:rank=8");
-        Assert.Contains("| quantum | 100 | 2 | 0.8700 | 0.8700 ± 0.0141 |", md);
+        Assert.Contains("| quantum | 100 | 2 | 0.8700 | 0.8700 ± 0.0141 | 0.2 | 24.0 | 24.0 | 20.0 | 1.20 | ★ |", md);
+        Assert.Contains("| vera | 500 | 2 | 0.8500 | 0.8500 ± 0.0000 | 0.3 | 30.0 |  |  |  |  |", md);
+        var csv = MethodComparison.ToCsv(rows).Split('\n');
+        Assert.StartsWith("quantum,quantum,100,2,0.8700,0.8700,0.0141,0.2,24.0,24.0,20.0,1.200,1,", csv[1]);
+        Assert.StartsWith("vera,vera,500,2,0.8500,0.8500,0.0000,0.3,30.0,,,,0,", csv[2]);
     }
 
     [Fact]
@@ -61,18 +69,25 @@ public sealed class MethodComparisonTests : IDisposable
             "like", "would", "no", "all", "well", "ever", "nice", "poor", "works", "quality", "excellent", "terrible", "product"];
         File.WriteAllLines(Path.Combine(folder, "vocab.txt"), ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", .. words]);
         var outDir = Path.Combine(dir, "bench");
-        string[] common = ["methods", "--model", folder, "--task", "sentiment", "--seeds", "1", "--steps", "2", "--batch-size", "4", "--max-length", "16", "--out", outDir];
+        string[] common = ["methods", "--model", folder, "--task", "sentiment", "--seeds", "1", "--steps", "2", "--batch-size", "4", "--max-length", "16", "--timed-steps", "2", "--out", outDir];
 
         var (code, output) = CliCommandTests.Run(new BenchMethodsCommand(), [.. common, "--grid", "lora:rank=1,head"]);
         Assert.Equal(0, code);
         Assert.Equal(3, File.ReadAllLines(Path.Combine(outDir, "runs.csv")).Length);
         Assert.Contains("[2/2] head seed 1: adapter params 0", output);
+        Assert.Contains("step time head: ", output);
+        var times = MethodComparison.ReadStepTimes(Path.Combine(outDir, "steps.csv"));
+        Assert.Equal(["lora:rank=1", "head"], times.Select(t => t.Entry));
+        Assert.All(times, t => Assert.True(t.Steps == 2 && t.MedianMs > 0 && t.ReferenceMedianMs > 0 && t.Threads >= 1, $"{t}"));
 
         // A second call with one more entry runs only that one (the other two are in runs.csv).
         (code, output) = CliCommandTests.Run(new BenchMethodsCommand(), [.. common, "--grid", "lora:rank=1,head,quantum:rank=2"]);
         Assert.Equal(0, code);
         Assert.Contains("[1/3] lora:rank=1 seed 1: in runs.csv, skipped", output);
         Assert.Contains("[3/3] quantum:rank=2 seed 1: adapter params", output);
+        Assert.DoesNotContain("step time head", output);            // timed already: steps.csv has it
+        Assert.Contains("step time quantum:rank=2: ", output);
+        Assert.Equal(["lora:rank=1", "head", "quantum:rank=2"], MethodComparison.ReadStepTimes(Path.Combine(outDir, "steps.csv")).Select(t => t.Entry));
         var runs = MethodComparison.ReadRuns(Path.Combine(outDir, "runs.csv"));
         Assert.Equal(["lora:rank=1", "head", "quantum:rank=2"], runs.Select(r => r.Entry));
         // LoRA r = 1 on every linear layer of the tiny BERT: 2 layers x (q, k, v, attention output 16x16; intermediate 16->24; output 24->16),
@@ -80,8 +95,13 @@ public sealed class MethodComparisonTests : IDisposable
         Assert.Equal(2 * (4 * (16 + 16) + (16 + 24) + (24 + 16)) + (16 + 16), runs[0].AdapterParameters);
         var csv = File.ReadAllLines(Path.Combine(outDir, "methods.csv"));
         Assert.Equal(4, csv.Length);
-        Assert.Contains("| quantum:rank=2 |", File.ReadAllText(Path.Combine(outDir, "methods.md")));
+        var md = File.ReadAllText(Path.Combine(outDir, "methods.md"));
+        Assert.Contains("| quantum:rank=2 |", md);
+        Assert.Contains("step time vs lora:rank=8 |", md);
+        Assert.Equal(14, csv[1].Split(',').Length);
+        Assert.False(string.IsNullOrEmpty(csv[1].Split(',')[11]), csv[1]);   // the same-batch ratio is filled in
         Assert.True(new FileInfo(Path.Combine(outDir, "methods.png")).Length > 1000);
+        Assert.Contains("--timed-steps must be 0", Assert.ThrowsAny<Exception>(() => CliCommandTests.Run(new BenchMethodsCommand(), [.. common[..^4], "--timed-steps", "-1", "--out", outDir])).Message);
         Assert.Contains("--grid: entry 'head' is given twice", Assert.ThrowsAny<Exception>(() => CliCommandTests.Run(new BenchMethodsCommand(), [.. common, "--grid", "head,head"])).Message);
     }
 }
