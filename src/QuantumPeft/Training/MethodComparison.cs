@@ -206,11 +206,13 @@ public static class MethodComparison
         var inv = CultureInfo.InvariantCulture;
         var sb = new StringBuilder($"# {title}\n\n{setting}\n\n");
         var refName = reference ?? "reference";
-        sb.AppendLine($"| entry | adapter params | seeds | validation {metric} (mean) | test {metric} (mean ± sd) | train s (mean) | ms / step in training | ms / step, same batches | {refName} ms / step, same batches | step time vs {refName} | frontier |");
-        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|");
+        var refParams = rows.FirstOrDefault(r => r.Entry == reference)?.AdapterParameters;
+        string Fewer(ComparisonRow r) => refParams is > 0 && r.AdapterParameters > 0 ? ((double)refParams.Value / r.AdapterParameters).ToString("0.0", inv) : "";
+        sb.AppendLine($"| entry | adapter params | x fewer than {refName} | seeds | validation {metric} (mean) | test {metric} (mean ± sd) | train s (mean) | ms / step in training | ms / step, same batches | {refName} ms / step, same batches | step time vs {refName} | frontier |");
+        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|");
         foreach (var r in rows)
             sb.AppendLine(string.Create(inv,
-                $"| {r.Entry} | {r.AdapterParameters:N0} | {r.Seeds} | {r.ValidationMean:F4} | {r.TestMean:F4} ± {r.TestStd:F4} | {r.TrainSecondsMean:F1} | {r.MsPerStepMean:F1} | ") +
+                $"| {r.Entry} | {r.AdapterParameters:N0} | {Fewer(r)} | {r.Seeds} | {r.ValidationMean:F4} | {r.TestMean:F4} ± {r.TestStd:F4} | {r.TrainSecondsMean:F1} | {r.MsPerStepMean:F1} | ") +
                 (r.StepTime is { } t ? string.Create(inv, $"{t.MedianMs:F1} | {t.ReferenceMedianMs:F1} | {t.Ratio:F2}") : " |  | ") + $" | {(r.OnFrontier ? "★" : "")} |");
         sb.AppendLine().AppendLine("★: on the accuracy-parameter frontier (no entry has a higher mean test metric with as few adapter parameters, or the same with fewer). " +
             "Standard deviations are over seeds (sample sd; 0 with one seed).");
