@@ -14,6 +14,22 @@ public static partial class CliErrors
         var other => $": expected a value of type {other}.",
     });
 
+    /// <summary>Every parse error of one command line as one <c>error:</c> line that says where the options are listed.</summary>
+    public static string OneLine(IEnumerable<string> messages, string commandPath)
+    {
+        var text = string.Join(" ", messages.Select(m => Readable(m.Trim())).Select(m => m.EndsWith('.') ? m : m + ".").Distinct());
+        return $"error: {text} ('{commandPath} --help' lists the options.)";
+    }
+
+    /// <summary>The command's words from the root, e.g. "qpeft data show".</summary>
+    public static string PathOf(System.CommandLine.Parsing.CommandResult result)
+    {
+        var names = new List<string>();
+        for (System.CommandLine.Parsing.SymbolResult? s = result; s is System.CommandLine.Parsing.CommandResult c; s = c.Parent)
+            names.Insert(0, c.Parent is null ? "qpeft" : c.Command.Name);
+        return string.Join(' ', names);
+    }
+
     [GeneratedRegex(@" as expected type '(?:System\.Nullable`1\[)?([\w.]+)\]?'\.")]
     private static partial Regex TypeName();
 }

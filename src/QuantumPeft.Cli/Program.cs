@@ -34,11 +34,17 @@ root.Options.Add(strict);
 try
 {
     var parsed = root.Parse(args);
-    // A value that does not parse ("--rank abc") is one error line naming the option, not the usage page; a bare
-    // `qpeft` or an unknown command still gets the help.
-    if (parsed.Errors.FirstOrDefault(e => e.Message.StartsWith("Cannot parse argument", StringComparison.Ordinal)) is { } bad)
+    // A value that does not parse ("--rank abc"), an unknown option or word, a missing required option: one error line
+    // naming it and where the options are listed, not the usage page. A bare `qpeft` or `qpeft bench` still gets the help.
+    if (parsed.Errors.Count > 0 && !(parsed.CommandResult.Command.Subcommands.Count > 0 && parsed.UnmatchedTokens.Count == 0))
     {
-        Console.Error.WriteLine($"error: {CliErrors.Readable(bad.Message)}");
+        var command = parsed.CommandResult.Command;
+        var path = CliErrors.PathOf(parsed.CommandResult);
+        // An unknown word where a command was expected: name it and the commands there are (not "Required command was not provided").
+        var messages = command.Subcommands.Count > 0
+            ? [$"'{parsed.UnmatchedTokens[0]}' is not a command of {path} (commands: {string.Join(", ", command.Subcommands.Where(c => !c.Hidden).Select(c => c.Name))})."]
+            : parsed.Errors.Select(e => e.Message);
+        Console.Error.WriteLine(CliErrors.OneLine(messages, path));
         return 1;
     }
     QuantumPeft.Formats.TensorChecks.Strict = parsed.GetValue(strict);
