@@ -36,7 +36,7 @@ public sealed class BenchMethodsCommand : ICliCommand
         var grid = new Option<string[]>("--grid")
         {
             Description = "Entries METHOD[:KEY=VALUE...] (comma-separated or repeated), e.g. quantum:rank=8:layers=2, lora:rank=1, vera:rank=256:lr=5e-3, head. " +
-                "Keys: rank, layers, map, init_scale, alpha, targets, head, lr, head_lr, or a config field of the method by peft's name (e.g. init=period). Default: " + string.Join(",", DefaultGrid) + ".",
+                "Keys: rank, layers, map, init_scale, alpha, targets, head, lr, head_lr, lambda_lr, or a config field of the method by peft's name (e.g. init=period). Default: " + string.Join(",", DefaultGrid) + ".",
             AllowMultipleArgumentsPerToken = true,
         };
         var rank = new Option<int>("--rank") { Description = "Rank of entries that name none (Quantum-PEFT K, LoRA r, AdaLoRA target_r, VeRA r, LoKr r).", DefaultValueFactory = _ => 8 };
@@ -88,7 +88,7 @@ public sealed class BenchMethodsCommand : ICliCommand
                     var options = new TrainerOptions
                     {
                         Epochs = nEpochs, MaxSteps = parse.GetValue(steps), BatchSize = parse.GetValue(batch), AdapterLearningRate = entry.LearningRate,
-                        HeadLearningRate = entry.HeadLearningRate, Seed = seed,
+                        HeadLearningRate = entry.HeadLearningRate, ScaleLearningRate = entry.ScaleLearningRate, Seed = seed,
                     };
                     var spec = entry.Spec with { Seed = seed, TotalSteps = options.PlannedSteps(data.Train.Count) };
                     using var classifier = new TextClassifier(folder, data.NumLabels, spec, parse.GetValue(maxLength), dev);
@@ -136,7 +136,10 @@ public sealed class BenchMethodsCommand : ICliCommand
         (TextClassifier Model, ClassificationObjective Objective, TrainerOptions Options) Build(GridEntry entry)
         {
             torch.manual_seed(seed);
-            var options = new TrainerOptions { BatchSize = batchSize, AdapterLearningRate = entry.LearningRate, HeadLearningRate = entry.HeadLearningRate, Seed = seed };
+            var options = new TrainerOptions
+            {
+                BatchSize = batchSize, AdapterLearningRate = entry.LearningRate, HeadLearningRate = entry.HeadLearningRate, ScaleLearningRate = entry.ScaleLearningRate, Seed = seed,
+            };
             var classifier = new TextClassifier(folder, data.NumLabels, entry.Spec with { Seed = seed, TotalSteps = plannedSteps }, maxLength, dev);
             return (classifier, new ClassificationObjective(classifier, data), options);
         }

@@ -9,14 +9,15 @@ namespace QuantumPeft.Training;
 /// </summary>
 /// <remarks>
 /// Keys: rank, layers, map, init_scale, alpha, targets, head (pooler | mean), lr (the adapter learning rate; default: the method's),
-/// head_lr; any other key is a config field of the method by peft's name, as <c>--set</c> (e.g. init=period for
+/// head_lr, lambda_lr (Quantum-PEFT's lambda at a learning rate of its own, as <c>train --lambda-lr</c>); any other key is a config field of the method by peft's name, as <c>--set</c> (e.g. init=period for
 /// Quantum-PEFT's stiefel options, n_frequency=1000 for FourierFT).
 /// </remarks>
 /// <param name="Label">The entry as written (the row name of the tables).</param>
 /// <param name="Spec">The fine-tuning spec it stands for (seed set per run).</param>
 /// <param name="LearningRate">The adapter (or backbone) learning rate.</param>
 /// <param name="HeadLearningRate">The head's learning rate.</param>
-public sealed record GridEntry(string Label, FineTuneSpec Spec, double LearningRate, double HeadLearningRate)
+/// <param name="ScaleLearningRate">The learning rate of the adapter's scale parameters (lambda); null: the adapter's.</param>
+public sealed record GridEntry(string Label, FineTuneSpec Spec, double LearningRate, double HeadLearningRate, double? ScaleLearningRate = null)
 {
     /// <summary>The head learning rate unless an entry names one (the trainer's classifier default).</summary>
     public const double DefaultHeadLearningRate = 2e-3;
@@ -31,7 +32,7 @@ public sealed record GridEntry(string Label, FineTuneSpec Spec, double LearningR
         if (!FineTuneSpec.Methods.Contains(method))
             throw new ArgumentException($"grid entry '{text}': unknown method '{method}' (valid: {string.Join(", ", FineTuneSpec.Methods)}).");
         var spec = new FineTuneSpec { Method = method, Rank = defaultRank };
-        double? lr = null, headLr = null;
+        double? lr = null, headLr = null, lambdaLr = null;
         var settings = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var part in parts.Skip(1))
         {
@@ -50,11 +51,12 @@ public sealed record GridEntry(string Label, FineTuneSpec Spec, double LearningR
                 case "head": spec = spec with { Head = value }; break;
                 case "lr": lr = Number(text, key, value); break;
                 case "head_lr": headLr = Number(text, key, value); break;
+                case "lambda_lr": lambdaLr = Number(text, key, value); break;
                 default: settings[key] = value; break;
             }
         }
         if (settings.Count > 0) spec = spec with { Settings = settings };
-        return new GridEntry(text.Trim(), spec, lr ?? FineTuneSpec.DefaultLearningRate(method), headLr ?? DefaultHeadLearningRate);
+        return new GridEntry(text.Trim(), spec, lr ?? FineTuneSpec.DefaultLearningRate(method), headLr ?? DefaultHeadLearningRate, lambdaLr);
     }
 
     static int Int(string entry, string key, string value) =>

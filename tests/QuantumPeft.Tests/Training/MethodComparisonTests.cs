@@ -17,6 +17,9 @@ public sealed class MethodComparisonTests : IDisposable
         var q = GridEntry.Parse("quantum:rank=4:layers=2:lr=0.01:init_scale=0.5");
         Assert.Equal(("quantum", 4, 2, 0.5), (q.Spec.Method, q.Spec.Rank, q.Spec.Layers, q.Spec.InitScale));
         Assert.Equal(0.01, q.LearningRate);
+        Assert.Null(q.ScaleLearningRate);
+        Assert.Equal(0.2, GridEntry.Parse("quantum:layers=16:lambda_lr=0.2").ScaleLearningRate);
+        Assert.Contains("lambda_lr=x is not a number", Assert.Throws<ArgumentException>(() => GridEntry.Parse("quantum:lambda_lr=x")).Message);
         var vera = GridEntry.Parse("vera", defaultRank: 16);
         Assert.Equal((16, FineTuneSpec.DefaultLearningRate("vera"), GridEntry.DefaultHeadLearningRate), (vera.Spec.Rank, vera.LearningRate, vera.HeadLearningRate));
         var fourier = GridEntry.Parse("fourierft:n_frequency=100");
