@@ -64,6 +64,16 @@ public sealed class RobertaGlueCliTests(GlueSampleFixture sample) : IClassFixtur
     }
 
     [Fact]
+    public void Quantum_on_a_classification_task_defaults_to_the_main_jobs_validated_circuit()
+    {
+        var results = Json(Path.Combine(Train("rte", "rte-quantum", "quantum"), "results.json"));
+        // qpeft train's Pauli default: L = 16, full-period angles, s = alpha / K = 8 (TrainCommand.MainJob*).
+        Assert.Equal(TrainCommand.MainJobAlphaPerRank * 2, results.GetProperty("alpha").GetDouble());
+        Assert.Equal(64.0 / 8, TrainCommand.MainJobAlphaPerRank);
+        Assert.Equal("period", results.GetProperty("init").GetString());
+    }
+
+    [Fact]
     public void TrainThenEvalOfAPairTaskGiveTheSameDevMetrics()
     {
         var output = Train("rte", "rte");
