@@ -17,11 +17,11 @@ public sealed class BenchMethodsCommand : ICliCommand
 
     /// <summary>
     /// The default grid: Quantum-PEFT as the library's default (L = 1, near-zero angles) and as <c>qpeft train</c>'s
-    /// (L = 16, full-period angles) and deeper (L = 32), LoRA r = 1, 2, 8, head only, full, and every baseline method.
+    /// (L = 16, full-period angles, s = 8) and deeper (L = 32), LoRA r = 1, 2, 8, head only, full, and every baseline method.
     /// </summary>
     public static readonly IReadOnlyList<string> DefaultGrid =
     [
-        "quantum", "quantum:layers=16:init=period", "quantum:layers=32:init=period", "lora:rank=1", "lora:rank=2", "lora:rank=8", "head", "full",
+        "quantum", "quantum:layers=16:init=period:alpha=64", "quantum:layers=32:init=period", "lora:rank=1", "lora:rank=2", "lora:rank=8", "head", "full",
         .. FineTuneSpec.BaselineMethods.Keys,
     ];
 
