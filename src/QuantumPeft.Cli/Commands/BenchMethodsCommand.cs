@@ -78,6 +78,16 @@ public sealed class BenchMethodsCommand : ICliCommand
             var runsPath = Path.Combine(dir, "runs.csv");
             var done = MethodComparison.ReadRuns(runsPath);
             var inv = CultureInfo.InvariantCulture;
+            // One entry's trainer options and spec on one seed, for its runs and its step timing alike.
+            (TrainerOptions, FineTuneSpec) RunSetup(GridEntry entry, long seed)
+            {
+                var options = new TrainerOptions
+                {
+                    Epochs = nEpochs, MaxSteps = parse.GetValue(steps), BatchSize = parse.GetValue(batch), AdapterLearningRate = entry.LearningRate,
+                    HeadLearningRate = entry.HeadLearningRate, ScaleLearningRate = entry.ScaleLearningRate, Seed = seed,
+                };
+                return (options, entry.Spec with { Seed = seed, TotalSteps = options.PlannedSteps(data.Train.Count) });
+            }
             int total = entries.Count * seedList.Count, index = 0;
             foreach (var entry in entries)
                 foreach (var seed in seedList)
@@ -85,12 +95,7 @@ public sealed class BenchMethodsCommand : ICliCommand
                     index++;
                     if (done.Any(r => r.Entry == entry.Label && r.Seed == seed)) { Console.WriteLine($"[{index}/{total}] {entry.Label} seed {seed}: in runs.csv, skipped"); continue; }
                     torch.manual_seed(seed);
-                    var options = new TrainerOptions
-                    {
-                        Epochs = nEpochs, MaxSteps = parse.GetValue(steps), BatchSize = parse.GetValue(batch), AdapterLearningRate = entry.LearningRate,
-                        HeadLearningRate = entry.HeadLearningRate, ScaleLearningRate = entry.ScaleLearningRate, Seed = seed,
-                    };
-                    var spec = entry.Spec with { Seed = seed, TotalSteps = options.PlannedSteps(data.Train.Count) };
+                    var (options, spec) = RunSetup(entry, seed);
                     using var classifier = new TextClassifier(folder, data.NumLabels, spec, parse.GetValue(maxLength), dev);
                     var result = new Trainer(classifier, data, options).Run();
                     var run = new ComparisonRun(entry.Label, spec.Method, seed, classifier.Counts().Adapter, result.Steps, result.TrainSeconds,
@@ -100,9 +105,7 @@ public sealed class BenchMethodsCommand : ICliCommand
                         $"[{index}/{total}] {entry.Label} seed {seed}: adapter params {run.AdapterParameters:N0}, {run.MsPerStep:F1} ms/step, validation {result.MainMetric} {run.Validation:F4}, test {run.Test:F4}"));
                 }
             var stepsPath = Path.Combine(dir, "steps.csv");
-            if (nTimed > 0)
-                TimeSteps(entries, data, folder, parse.GetValue(maxLength), parse.GetValue(batch), nTimed, seedList[0], dev, stepsPath,
-                    new TrainerOptions { Epochs = nEpochs, MaxSteps = parse.GetValue(steps), BatchSize = parse.GetValue(batch) }.PlannedSteps(data.Train.Count));
+            if (nTimed > 0) TimeSteps(entries, data, folder, parse.GetValue(maxLength), nTimed, seedList[0], dev, stepsPath, RunSetup);
             var all = MethodComparison.ReadRuns(runsPath);
             var order = entries.Select(e => e.Label).Concat(all.Select(r => r.Entry)).Distinct().ToList();
             var rows = MethodComparison.Summarise(all, order, MethodComparison.ReadStepTimes(stepsPath));
@@ -122,25 +125,24 @@ public sealed class BenchMethodsCommand : ICliCommand
 
     /// <summary>
     /// Times each entry not yet in steps.csv against the reference entry on the same <paramref name="count"/> batches (the
-    /// first of seed <paramref name="seed"/>'s epoch-1 order), the two stepping in turn; appends one line per entry. The models are
-    /// built as a run's (<paramref name="plannedSteps"/> for AdaLoRA's schedule), at the entries' peak learning rates.
+    /// first of seed <paramref name="seed"/>'s epoch-1 order), the two stepping in turn; appends one line per entry. The models and
+    /// optimisers are built as a run's (<paramref name="runSetup"/>), at the entries' peak learning rates.
     /// </summary>
-    static void TimeSteps(IReadOnlyList<GridEntry> entries, TextTask data, string folder, int maxLength, int batchSize, int count, long seed, torch.Device dev, string stepsPath, int plannedSteps)
+    static void TimeSteps(IReadOnlyList<GridEntry> entries, TextTask data, string folder, int maxLength, int count, long seed, torch.Device dev, string stepsPath,
+        Func<GridEntry, long, (TrainerOptions Options, FineTuneSpec Spec)> runSetup)
     {
         var done = MethodComparison.ReadStepTimes(stepsPath);
         var todo = entries.Where(e => done.All(t => t.Entry != e.Label)).ToList();
         if (todo.Count == 0) return;
+        int batchSize = runSetup(entries[0], seed).Options.BatchSize;
         var order = SeededOrder.EpochOrder(data.Train.Count, seed, 1);
         var batches = Enumerable.Range(0, count)
             .Select(b => (IReadOnlyList<TextExample>)Enumerable.Range(b * batchSize, batchSize).Select(i => data.Train[order[i % order.Length]]).ToList()).ToList();
         (TextClassifier Model, ClassificationObjective Objective, TrainerOptions Options) Build(GridEntry entry)
         {
             torch.manual_seed(seed);
-            var options = new TrainerOptions
-            {
-                BatchSize = batchSize, AdapterLearningRate = entry.LearningRate, HeadLearningRate = entry.HeadLearningRate, ScaleLearningRate = entry.ScaleLearningRate, Seed = seed,
-            };
-            var classifier = new TextClassifier(folder, data.NumLabels, entry.Spec with { Seed = seed, TotalSteps = plannedSteps }, maxLength, dev);
+            var (options, spec) = runSetup(entry, seed);
+            var classifier = new TextClassifier(folder, data.NumLabels, spec, maxLength, dev);
             return (classifier, new ClassificationObjective(classifier, data), options);
         }
         var reference = Build(GridEntry.Parse(ReferenceEntry));

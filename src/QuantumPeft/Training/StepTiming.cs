@@ -41,9 +41,8 @@ public static class StepTiming
                 s.Objective.SetTraining(true);
                 torch.manual_seed(SeededOrder.Derive(seed, 2_000_000L + batch));
                 var clock = Stopwatch.StartNew();
-                Trainer<TExample>.Step(s.Objective, s.Optimizer, s.Parameters, batches[batch], s.Options.MaxGradNorm,
-                    value => { if (!double.IsFinite(value)) throw new TrainingDivergedException(stepCounts[run] + 1, 1, value); });
-                s.Objective.AfterStep(++stepCounts[run]);
+                Trainer<TExample>.Step(s.Objective, s.Optimizer, s.Parameters, batches[batch], s.Options.MaxGradNorm, ++stepCounts[run], epoch: 1);
+                s.Objective.AfterStep(stepCounts[run]);
                 if (s.Objective.Device.type == DeviceType.CUDA) cuda.synchronize();
                 if (timed) times[run].Add(clock.Elapsed.TotalMilliseconds);
             }

@@ -130,8 +130,7 @@ public class Trainer<TExample>
 
                 double lossValue;
                 clock.Start();
-                lossValue = Step(_objective, optimizer, allParams, batch, o.MaxGradNorm,
-                    value => { if (!double.IsFinite(value)) throw new TrainingDivergedException(step + 1, epoch, value); });
+                lossValue = Step(_objective, optimizer, allParams, batch, o.MaxGradNorm, step + 1, epoch);
                 clock.Stop();
                 step++;
                 _objective.AfterStep(step);
@@ -213,18 +212,20 @@ public class Trainer<TExample>
     }
 
     /// <summary>
-    /// One optimiser step on <paramref name="batch"/> in its own dispose scope: the objective's loss (its value handed to
-    /// <paramref name="checkLoss"/> before the backward pass), backward, clipping to <paramref name="maxGradNorm"/> (off when 0 or less), AdamW.
+    /// One optimiser step on <paramref name="batch"/> in its own dispose scope: the objective's loss, backward, clipping to
+    /// <paramref name="maxGradNorm"/> (off when 0 or less), AdamW.
     /// </summary>
+    /// <param name="stepNumber">The 1-based step and <paramref name="epoch"/> its epoch, named by the error on a NaN loss.</param>
     /// <returns>The batch's loss.</returns>
+    /// <exception cref="TrainingDivergedException">The loss is NaN or infinite (checked before the backward pass, so nothing is stepped).</exception>
     public static double Step(ITrainingObjective<TExample> objective, optim.Optimizer optimizer, IReadOnlyList<Parameter> parameters,
-        IReadOnlyList<TExample> batch, double maxGradNorm, Action<double>? checkLoss = null)
+        IReadOnlyList<TExample> batch, double maxGradNorm, int stepNumber, int epoch)
     {
         using var scope = torch.NewDisposeScope();
         optimizer.zero_grad();
         var loss = objective.Loss(batch);
         double value = loss.item<float>();
-        checkLoss?.Invoke(value);
+        if (!double.IsFinite(value)) throw new TrainingDivergedException(stepNumber, epoch, value);
         loss.backward();
         if (maxGradNorm > 0) nn.utils.clip_grad_norm_(parameters, maxGradNorm);
         NoGcRegion.Run(() => optimizer.step());
