@@ -77,6 +77,8 @@ public sealed class BenchMethodsCommand : ICliCommand
             Directory.CreateDirectory(dir);
             var runsPath = Path.Combine(dir, "runs.csv");
             var done = MethodComparison.ReadRuns(runsPath);
+            var stepsPath = Path.Combine(dir, "steps.csv");
+            _ = MethodComparison.ReadStepTimes(stepsPath);   // a foreign or corrupt steps.csv is refused before hours of runs, not after
             var inv = CultureInfo.InvariantCulture;
             // One entry's trainer options and spec on one seed, for its runs and its step timing alike.
             (TrainerOptions, FineTuneSpec) RunSetup(GridEntry entry, long seed)
@@ -104,7 +106,6 @@ public sealed class BenchMethodsCommand : ICliCommand
                     Console.WriteLine(string.Create(inv,
                         $"[{index}/{total}] {entry.Label} seed {seed}: adapter params {run.AdapterParameters:N0}, {run.MsPerStep:F1} ms/step, validation {result.MainMetric} {run.Validation:F4}, test {run.Test:F4}"));
                 }
-            var stepsPath = Path.Combine(dir, "steps.csv");
             if (nTimed > 0) TimeSteps(entries, data, folder, parse.GetValue(maxLength), nTimed, seedList[0], dev, stepsPath, RunSetup);
             var all = MethodComparison.ReadRuns(runsPath);
             var order = entries.Select(e => e.Label).Concat(all.Select(r => r.Entry)).Distinct().ToList();

@@ -104,6 +104,11 @@ public sealed class MethodComparisonTests : IDisposable
         Assert.Equal(14, csv[1].Split(',').Length);
         Assert.False(string.IsNullOrEmpty(csv[1].Split(',')[11]), csv[1]);   // the same-batch ratio is filled in
         Assert.True(new FileInfo(Path.Combine(outDir, "methods.png")).Length > 1000);
+        var foreign = Path.Combine(dir, "foreign");
+        Directory.CreateDirectory(foreign);
+        File.WriteAllText(Path.Combine(foreign, "steps.csv"), "garbage\n");
+        Assert.Contains("not a step-times file", Assert.ThrowsAny<Exception>(() => CliCommandTests.Run(new BenchMethodsCommand(), [.. common[..^2], "--out", foreign])).Message);
+        Assert.False(File.Exists(Path.Combine(foreign, "runs.csv")));   // refused before any run
         Assert.Contains("--timed-steps must be 0", Assert.ThrowsAny<Exception>(() => CliCommandTests.Run(new BenchMethodsCommand(), [.. common[..^4], "--timed-steps", "-1", "--out", outDir])).Message);
         Assert.Contains("--grid: entry 'head' is given twice", Assert.ThrowsAny<Exception>(() => CliCommandTests.Run(new BenchMethodsCommand(), [.. common, "--grid", "head,head"])).Message);
     }
