@@ -56,6 +56,7 @@ public sealed class MethodComparisonTests : IDisposable
         var md = MethodComparison.ToMarkdown(rows, "t", "s", "accuracy", "lora:rank=8");
         Assert.Contains("| quantum | 100 | 10.0 | 2 | 0.8700 | 0.8700 ± 0.0141 | 0.2 | 24.0 | 24.0 | 20.0 | 1.20 | ★ |", md);
         Assert.Contains("| vera | 500 | 2.0 | 2 | 0.8500 | 0.8500 ± 0.0000 | 0.3 | 30.0 |  |  |  |  |", md);
+        Assert.Contains("| full | 9,000 | 0.111 | 1 | 0.9050 |", md);   // larger than the reference: 1000 / 9000, not "0.1"
         var csv = MethodComparison.ToCsv(rows).Split('\n');
         Assert.StartsWith("quantum,quantum,100,2,0.8700,0.8700,0.0141,0.2,24.0,24.0,20.0,1.200,1,", csv[1]);
         Assert.StartsWith("vera,vera,500,2,0.8500,0.8500,0.0000,0.3,30.0,,,,0,", csv[2]);
