@@ -209,10 +209,13 @@ public static class MethodComparison
         var sb = new StringBuilder($"# {title}\n\n{setting}\n\n");
         var refName = reference ?? "reference";
         var refParams = rows.FirstOrDefault(r => r.Entry == reference)?.AdapterParameters;
-        // Entries larger than the reference (full fine-tuning, AdaLoRA's initial rank) get three decimals rather than "0.0".
-        string Fewer(ComparisonRow r) => refParams is > 0 && r.AdapterParameters > 0
-            ? ((double)refParams.Value / r.AdapterParameters) is var x && x >= 1 ? x.ToString("0.0", inv) : x.ToString("0.###", inv)
-            : "";
+        string Fewer(ComparisonRow r)
+        {
+            if (refParams is not > 0 || r.AdapterParameters <= 0) return "";
+            double x = (double)refParams.Value / r.AdapterParameters;
+            // Entries larger than the reference (full fine-tuning, AdaLoRA) get three decimals rather than "0.0".
+            return x.ToString(x >= 1 ? "0.0" : "0.###", inv);
+        }
         sb.AppendLine($"| entry | adapter params | x fewer than {refName} | seeds | validation {metric} (mean) | test {metric} (mean ± sd) | train s (mean) | ms / step in training | ms / step, same batches | {refName} ms / step, same batches | step time vs {refName} | frontier |");
         sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|");
         foreach (var r in rows)
